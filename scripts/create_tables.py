@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Create the DynamoDB tables declared in template.yaml on a DynamoDB endpoint (DynamoDB Local).
+
+template.yaml is the one source of truth for table definitions: this script reads every
+AWS::DynamoDB::Table resource from it and creates it under the physical name given on the
+command line (LogicalId=physical-name), so local tables cannot drift from the deployed ones.
+
+    create_tables.py --endpoint http://127.0.0.1:8000 RateLimitTable=rate-limits ClientsTable=clients
+"""
+import argparse
+import pathlib
+import sys
+import time
+
+import boto3
+import yaml
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Loads CloudFormation YAML, keeping intrinsic functions (!Ref, !Sub, ...) as plain values."""
+
+
+def _intrinsic(loader, _suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def table_definitions(template_path):
+    template = yaml.load(pathlib.Path(template_path).read_text(), Loader=_CfnLoader)
+    return {
+        logical_id: resource["Properties"]
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::DynamoDB::Table"
+    }
+
+
+def create(client, name, props):
+    existing = client.list_tables()["TableNames"]
+    if name in existing:
+        return False
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+    )
+    client.get_waiter("table_exists").wait(TableName=name)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoint", required=True, help="DynamoDB endpoint URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--template", default=str(pathlib.Path(__file__).resolve().parent.parent / "template.yaml"))
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("tables", nargs="+", metavar="LogicalId=name")
+    args = parser.parse_args()
+
+    definitions = table_definitions(args.template)
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=args.endpoint,
+        region_name=args.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_tables()
+            break
+        except Exception as exc:  # endpoint still starting
+            if time.monotonic() > deadline:
+                sys.exit(f"DynamoDB at {args.endpoint} did not answer within 30 s: {exc}")
+            time.sleep(0.2)
+
+    for pair in args.tables:
+        logical_id, _, name = pair.partition("=")
+        if logical_id not in definitions or not name:
+            sys.exit(f"unknown table {logical_id!r}: template.yaml declares {sorted(definitions)}")
+        created = create(client, name, definitions[logical_id])
+        print(f"{'created' if created else 'exists '} {logical_id} as {name}")
+
+
+if __name__ == "__main__":
+    main()
