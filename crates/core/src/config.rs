@@ -28,8 +28,15 @@ impl Vars {
     }
 
     /// Build from literal pairs (tests, tools).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     /// Returns a copy with `name` set to `value` (tests).
@@ -41,12 +48,17 @@ impl Vars {
 
     /// The value of `name`, treating an empty string as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     /// The value of `name`, or [`ConfigError::Missing`].
     pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::Missing { name: name.to_owned() })
+        self.get(name).ok_or_else(|| ConfigError::Missing {
+            name: name.to_owned(),
+        })
     }
 
     /// Parses `name` if set, else returns `default`.
@@ -76,10 +88,12 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-        name: name.to_owned(),
-        reason: format!("{e} (got {raw:?})"),
-    })
+    raw.trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            name: name.to_owned(),
+            reason: format!("{e} (got {raw:?})"),
+        })
 }
 
 #[cfg(test)]
@@ -89,13 +103,18 @@ mod tests {
     #[test]
     fn missing_value_names_the_variable() {
         let err = Vars::default().required("CLIENTS_TABLE").unwrap_err();
-        assert_eq!(err.to_string(), "configuration variable CLIENTS_TABLE is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration variable CLIENTS_TABLE is required but not set"
+        );
     }
 
     #[test]
     fn malformed_value_names_the_variable_and_the_value() {
         let vars = Vars::from_pairs([("TOKEN_LIFETIME_SECONDS", "soon")]);
-        let err = vars.parse_or::<u64>("TOKEN_LIFETIME_SECONDS", 900).unwrap_err();
+        let err = vars
+            .parse_or::<u64>("TOKEN_LIFETIME_SECONDS", 900)
+            .unwrap_err();
         assert!(err.to_string().contains("TOKEN_LIFETIME_SECONDS"));
         assert!(err.to_string().contains("\"soon\""));
     }

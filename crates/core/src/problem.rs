@@ -25,7 +25,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { pointer: pointer.into(), detail: detail.into() }
+        Self {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -138,14 +141,20 @@ impl ApiError {
         let mut response = Response::new(Body::Text(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
             Self::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
             Self::MissingToken => {
-                headers.insert(WWW_AUTHENTICATE, header_value(format!("Bearer realm=\"{REALM}\"")));
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    header_value(format!("Bearer realm=\"{REALM}\"")),
+                );
             }
             Self::InvalidToken { .. } => {
                 headers.insert(
@@ -158,7 +167,9 @@ impl ApiError {
             Self::InsufficientScope { scope } => {
                 headers.insert(
                     WWW_AUTHENTICATE,
-                    header_value(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"")),
+                    header_value(format!(
+                        "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
+                    )),
                 );
             }
             Self::QuotaExceeded { retry_after, .. } | Self::Unavailable { retry_after } => {
@@ -181,7 +192,9 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Bo
     let body = serde_json::to_string(value).unwrap_or_else(|_| String::from("{}"));
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -219,7 +232,11 @@ mod tests {
 
     #[test]
     fn quota_exceeded_carries_retry_after() {
-        let response = ApiError::QuotaExceeded { retry_after: 3, detail: "slow down".into() }.into_response();
+        let response = ApiError::QuotaExceeded {
+            retry_after: 3,
+            detail: "slow down".into(),
+        }
+        .into_response();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[RETRY_AFTER], "3");
         assert_eq!(body_json(&response)["type"], "/problems/quota-exceeded");
@@ -227,7 +244,10 @@ mod tests {
 
     #[test]
     fn invalid_token_challenges_with_rfc6750_error() {
-        let response = ApiError::InvalidToken { detail: "expired".into() }.into_response();
+        let response = ApiError::InvalidToken {
+            detail: "expired".into(),
+        }
+        .into_response();
         assert_eq!(response.status(), 401);
         let challenge = response.headers()[WWW_AUTHENTICATE].to_str().unwrap();
         assert!(challenge.starts_with("Bearer "));
