@@ -1,0 +1,311 @@
+//! `admin keys …`: the private signing key set and the public JWKS published beside it.
+//!
+//! Every write publishes the JWKS first and the private set second, so a verifier can always
+//! learn a key before a token function signs with it.
+
+use std::io::Write;
+
+use secure_ml_core::auth::store::{JwksStore, KeySetStore};
+use secure_ml_core::auth::token::{lifetime_from_vars, unix_now};
+use secure_ml_core::auth::{JwksSource, KeySet, KeySetSource, key_retention_seconds};
+use secure_ml_core::config::{ConfigError, Vars};
+
+use crate::error::AdminError;
+
+/// Where the key set and the JWKS live, and how long retired keys are kept.
+#[derive(Debug)]
+pub struct Stores {
+    keys: KeySetStore,
+    jwks: Option<JwksStore>,
+    retention: u64,
+}
+
+impl Stores {
+    /// On AWS both secrets are required; locally the JWKS file is optional.
+    pub async fn from_vars(vars: &Vars) -> Result<Self, AdminError> {
+        let key_source = KeySetSource::from_vars(vars)?;
+        let jwks_source = JwksSource::from_vars_optional(vars)?;
+        if matches!(key_source, KeySetSource::Secret(_)) && jwks_source.is_none() {
+            return Err(ConfigError::Missing {
+                name: "JWKS_SECRET_ID (the prediction function reads its keys there)".into(),
+            }
+            .into());
+        }
+        let retention = key_retention_seconds(lifetime_from_vars(vars)?);
+        let needs_aws = matches!(key_source, KeySetSource::Secret(_))
+            || matches!(jwks_source, Some(JwksSource::Secret(_)));
+        let sdk = if needs_aws {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await
+        } else {
+            aws_config::SdkConfig::builder().build()
+        };
+        Ok(Self {
+            keys: KeySetStore::new(key_source, &sdk),
+            jwks: jwks_source.map(|source| JwksStore::new(source, &sdk)),
+            retention,
+        })
+    }
+
+    #[cfg(test)]
+    fn files(keys: &std::path::Path, jwks: &std::path::Path, retention: u64) -> Self {
+        Self {
+            keys: KeySetStore::file(keys),
+            jwks: Some(JwksStore::file(jwks)),
+            retention,
+        }
+    }
+
+    async fn publish(
+        &self,
+        set: &KeySet,
+        now: u64,
+        out: &mut impl Write,
+    ) -> Result<(), AdminError> {
+        match &self.jwks {
+            Some(jwks) => {
+                jwks.save(&set.public_jwks(now, self.retention)).await?;
+                writeln!(out, "Published the public JWKS to {}.", jwks.location())?;
+            }
+            None => writeln!(
+                out,
+                "No JWKS_FILE is set; the public JWKS was not written anywhere."
+            )?,
+        }
+        self.keys.save(set).await?;
+        writeln!(
+            out,
+            "Wrote the private key set to {}.",
+            self.keys.location()
+        )?;
+        Ok(())
+    }
+}
+
+pub async fn generate(
+    stores: &Stores,
+    force: bool,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    if let Some(existing) = stores.keys.load().await?
+        && !existing.keys.is_empty()
+        && !force
+    {
+        return Err(AdminError::KeySetExists {
+            location: stores.keys.location(),
+        });
+    }
+    let now = unix_now();
+    let set = KeySet::generate(now)?;
+    stores.publish(&set, now, out).await?;
+    let kid = set.active().map(|k| k.kid.as_str()).unwrap_or_default();
+    writeln!(out, "Generated signing key {kid}; it is the active key.")?;
+    Ok(())
+}
+
+pub async fn rotate(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
+    let mut set = stores
+        .keys
+        .load()
+        .await?
+        .ok_or_else(|| AdminError::NoKeySet {
+            location: stores.keys.location(),
+        })?;
+    let before: Vec<String> = set.keys.iter().map(|k| k.kid.clone()).collect();
+    let now = unix_now();
+    let kid = set.rotate(now, stores.retention)?;
+    stores.publish(&set, now, out).await?;
+    let pruned = before
+        .iter()
+        .filter(|old| !set.keys.iter().any(|k| &&k.kid == old))
+        .count();
+    writeln!(
+        out,
+        "New active key {kid}. Previous keys keep verifying for {} s after retirement; {pruned} expired key(s) pruned.",
+        stores.retention
+    )?;
+    writeln!(
+        out,
+        "Token functions pick the new key up within 5 minutes; prediction functions on the first token they do not recognise."
+    )?;
+    Ok(())
+}
+
+pub async fn jwks(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
+    let set = stores
+        .keys
+        .load()
+        .await?
+        .ok_or_else(|| AdminError::NoKeySet {
+            location: stores.keys.location(),
+        })?;
+    let jwks = set.public_jwks(unix_now(), stores.retention);
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&jwks).unwrap_or_default()
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secure_ml_core::auth::Jwks;
+
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "admin-keys-{}-{}",
+                std::process::id(),
+                unix_now_nanos()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn unix_now_nanos() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    fn stores(dir: &TempDir) -> Stores {
+        Stores::files(
+            &dir.0.join("signing-keys.json"),
+            &dir.0.join("jwks.json"),
+            1230,
+        )
+    }
+
+    fn read_jwks(dir: &TempDir) -> Jwks {
+        Jwks::from_json(&std::fs::read_to_string(dir.0.join("jwks.json")).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn generate_writes_a_private_set_and_its_public_jwks() {
+        let dir = TempDir::new();
+        let mut out = Vec::new();
+        generate(&stores(&dir), false, &mut out).await.unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        assert!(printed.contains("Generated signing key"));
+        assert!(
+            !printed.contains("PRIVATE KEY"),
+            "key material is never printed"
+        );
+
+        let set =
+            KeySet::from_json(&std::fs::read_to_string(dir.0.join("signing-keys.json")).unwrap())
+                .unwrap();
+        let jwks = read_jwks(&dir);
+        assert_eq!(jwks.keys.len(), 1);
+        assert_eq!(jwks.keys[0].kid, set.active().unwrap().kid);
+        assert!(
+            !std::fs::read_to_string(dir.0.join("jwks.json"))
+                .unwrap()
+                .contains("PRIVATE")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.0.join("signing-keys.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[tokio::test]
+    async fn generate_refuses_to_overwrite_an_existing_set_unless_forced() {
+        let dir = TempDir::new();
+        let stores = stores(&dir);
+        generate(&stores, false, &mut Vec::new()).await.unwrap();
+        let first = stores.keys.load().await.unwrap().unwrap().keys[0]
+            .kid
+            .clone();
+
+        let err = generate(&stores, false, &mut Vec::new()).await.unwrap_err();
+        assert!(matches!(err, AdminError::KeySetExists { .. }));
+        assert!(err.to_string().contains("--force"));
+        assert_eq!(
+            stores.keys.load().await.unwrap().unwrap().keys[0].kid,
+            first,
+            "nothing was replaced"
+        );
+
+        generate(&stores, true, &mut Vec::new()).await.unwrap();
+        assert_ne!(
+            stores.keys.load().await.unwrap().unwrap().keys[0].kid,
+            first
+        );
+    }
+
+    #[tokio::test]
+    async fn rotate_adds_an_active_key_and_keeps_the_old_one_published() {
+        let dir = TempDir::new();
+        let stores = stores(&dir);
+        generate(&stores, false, &mut Vec::new()).await.unwrap();
+        let old = stores.keys.load().await.unwrap().unwrap().keys[0]
+            .kid
+            .clone();
+
+        let mut out = Vec::new();
+        rotate(&stores, &mut out).await.unwrap();
+        let set = stores.keys.load().await.unwrap().unwrap();
+        let new = set.active().unwrap().kid.clone();
+        assert_ne!(new, old);
+        assert!(String::from_utf8(out).unwrap().contains(&new));
+        let published: Vec<String> = read_jwks(&dir).keys.into_iter().map(|k| k.kid).collect();
+        assert_eq!(published, vec![new, old]);
+    }
+
+    #[tokio::test]
+    async fn rotate_and_jwks_without_a_key_set_say_what_to_do() {
+        let dir = TempDir::new();
+        let err = rotate(&stores(&dir), &mut Vec::new()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("run `admin keys generate` first"),
+            "{err}"
+        );
+        assert!(jwks(&stores(&dir), &mut Vec::new()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn jwks_prints_only_public_keys() {
+        let dir = TempDir::new();
+        generate(&stores(&dir), false, &mut Vec::new())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        jwks(&stores(&dir), &mut out).await.unwrap();
+        let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(printed["keys"][0]["kty"], "OKP");
+        assert!(printed["keys"][0].get("d").is_none());
+        assert!(!String::from_utf8(out).unwrap().contains("PRIVATE"));
+    }
+
+    #[tokio::test]
+    async fn aws_key_set_without_a_jwks_secret_is_a_configuration_error() {
+        let vars = Vars::from_pairs([("SIGNING_KEYS_SECRET_ID", "secure-ml-api/signing-keys")]);
+        let err = Stores::from_vars(&vars).await.unwrap_err();
+        assert!(err.to_string().contains("JWKS_SECRET_ID"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_key_location_names_the_variables() {
+        let err = Stores::from_vars(&Vars::default()).await.unwrap_err();
+        assert!(err.to_string().contains("SIGNING_KEYS_SECRET_ID"), "{err}");
+    }
+}
