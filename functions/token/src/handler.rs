@@ -22,6 +22,7 @@ use lambda_http::{Body, Request, Response};
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{ClientRegistry, KNOWN_SCOPES, SigningKeys};
 use secure_ml_core::problem::{ApiError, REALM, json_response};
+use secure_ml_core::ratelimit::{Group, RateLimiter, client_key};
 use serde::Serialize;
 
 /// Largest accepted `POST /token` body. A legitimate one is under 200 bytes.
@@ -35,6 +36,7 @@ const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 pub struct Deps {
     pub registry: ClientRegistry,
     pub keys: SigningKeys,
+    pub limiter: RateLimiter,
 }
 
 /// Routes one request. Never fails: every outcome is a response.
@@ -85,18 +87,31 @@ struct TokenResponse<'a> {
 }
 
 async fn token(deps: &Deps, req: &Request) -> Response<Body> {
-    // ┌─ RATE LIMIT ─────────────────────────────────────────────────────────────────────────┐
-    // │ The caller's source-IP limit (route group "token") is checked HERE, before the body  │
-    // │ is parsed or any credential is looked at, so the endpoint cannot be used to          │
-    // │ brute-force client secrets (SPEC §2, §3). On refusal return the limiter's 429 as is. │
-    // └──────────────────────────────────────────────────────────────────────────────────────┘
-    match grant(deps, req).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(outcome = error.code(), "token request refused");
-            error.into_response()
-        }
+    // The caller's source-IP limit is checked before the body is parsed or any credential is
+    // looked at, so the endpoint cannot be used to brute-force client secrets: every guess,
+    // right or wrong, spends quota, and a refused guess is never checked.
+    let key = match client_key(req) {
+        Ok(key) => key,
+        Err(error) => return error.into_response(),
+    };
+    let decision = deps.limiter.check(Group::Token, &key, 1).await;
+    tracing::debug!(decision = decision.as_str(), "token rate limit");
+    // Headers first: `into_error` consumes the decision.
+    let headers = decision.headers();
+    let mut response = match decision.into_error() {
+        Some(error) => error.into_response(),
+        None => match grant(deps, req).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::info!(outcome = error.code(), "token request refused");
+                error.into_response()
+            }
+        },
+    };
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
     }
+    response
 }
 
 async fn grant(deps: &Deps, req: &Request) -> Result<Response<Body>, OAuthError> {
@@ -375,12 +390,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemOutput};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_sdk_dynamodb::types::error::ResourceNotFoundException;
     use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
     use secure_ml_core::auth::registry::{ClientInfo, ClientStatus, item_from_record, rfc3339};
     use secure_ml_core::auth::secret::SecretHash;
     use secure_ml_core::auth::{ClientRecord, KeySet, Tier, TokenSettings, Verifier};
+    use secure_ml_core::ratelimit::RateLimitConfig;
     use serde_json::Value;
 
     /// The client the `events/token-*.json` files authenticate as. Test-only credentials.
@@ -446,7 +463,17 @@ mod tests {
         Deps {
             registry,
             keys: SigningKeys::fixed(set, settings()).unwrap(),
+            limiter: admitting_limiter(),
         }
+    }
+
+    /// A limiter whose every conditional write succeeds (DynamoDB admits).
+    fn admitting_limiter() -> RateLimiter {
+        let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let vars = secure_ml_core::config::Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]);
+        RateLimiter::new(client, RateLimitConfig::from_vars(&vars).unwrap())
     }
 
     fn deps(item: Option<Item>) -> (Deps, Rule) {
@@ -499,6 +526,78 @@ mod tests {
             .insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
         *req.body_mut() = Body::Text(body.to_owned());
         req
+    }
+
+    mod rate_limiting {
+        use super::*;
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
+        /// A limiter whose table says this key is booked up for the next ten minutes.
+        fn exhausted_limiter() -> (RateLimiter, Rule) {
+            let now_ms = unix_now() * 1000;
+            let rule = mock!(aws_sdk_dynamodb::Client::update_item).then_error(move || {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .item("tat", AttributeValue::N((now_ms + 600_000).to_string()))
+                        .item(
+                            "expires_at",
+                            AttributeValue::N((now_ms / 1000 + 3600).to_string()),
+                        )
+                        .build(),
+                )
+            });
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+            let vars = secure_ml_core::config::Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]);
+            (
+                RateLimiter::new(client, RateLimitConfig::from_vars(&vars).unwrap()),
+                rule,
+            )
+        }
+
+        #[tokio::test]
+        async fn over_limit_caller_is_refused_before_credentials_are_looked_up() {
+            let (registry, reads) = registry_returning(active_demo());
+            let (limiter, writes) = exhausted_limiter();
+            let deps = Deps {
+                limiter,
+                ..deps_with(registry)
+            };
+
+            let response = handle(&deps, event("token-valid-basic.json")).await;
+
+            assert_eq!(response.status(), 429, "{}", body_text(&response));
+            assert_eq!(
+                header(&response, "content-type"),
+                "application/problem+json"
+            );
+            assert_eq!(body_json(&response)["type"], "/problems/quota-exceeded");
+            let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+            // Booked 600 s ahead, minus the burst allowance (4 × 6 s) the policy tolerates.
+            assert!((575..=577).contains(&retry_after), "{retry_after}");
+            assert_eq!(header(&response, "ratelimit-policy"), "\"token\";q=10;w=60");
+            assert!(header(&response, "ratelimit").starts_with("\"token\";r=0;t="));
+            assert_eq!(
+                reads.num_calls(),
+                0,
+                "credentials must not be checked once over the limit"
+            );
+            assert_eq!(writes.num_calls(), 1);
+
+            // The instance remembers the refusal: a second attempt costs no DynamoDB call.
+            let again = handle(&deps, event("token-valid-basic.json")).await;
+            assert_eq!(again.status(), 429);
+            assert_eq!(writes.num_calls(), 1);
+        }
+
+        #[tokio::test]
+        async fn admitted_token_response_carries_the_rate_limit_headers() {
+            let (deps, _) = deps(active_demo());
+            let response = handle(&deps, event("token-valid-basic.json")).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(header(&response, "ratelimit-policy"), "\"token\";q=10;w=60");
+            assert!(header(&response, "ratelimit").starts_with("\"token\";r=4;t="));
+        }
     }
 
     mod issuing {

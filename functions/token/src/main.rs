@@ -9,7 +9,7 @@ use lambda_http::{Error, Request, run, service_fn};
 use secure_ml_core::auth::store::KeySetStore;
 use secure_ml_core::auth::{ClientRegistry, KeySetSource, SigningKeys, TokenSettings};
 use secure_ml_core::config::Vars;
-use secure_ml_core::ratelimit::{DynamoSettings, dynamodb_client};
+use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter, dynamodb_client};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -35,9 +35,10 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let key_source = KeySetSource::from_vars(vars).map_err(|e| e.to_string())?;
     // Same bounded timeouts and retries as the rate limiter (DYNAMODB_ATTEMPT_TIMEOUT_MS,
     // DYNAMODB_OPERATION_TIMEOUT_MS, DYNAMODB_MAX_ATTEMPTS): a slow table becomes a 503.
-    let dynamo = DynamoSettings::from_vars(vars).map_err(|e| e.to_string())?;
-    let registry = ClientRegistry::from_vars(dynamodb_client(&dynamo).await, vars)
-        .map_err(|e| e.to_string())?;
+    let limits = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
+    let dynamodb = dynamodb_client(&limits.dynamo).await;
+    let registry = ClientRegistry::from_vars(dynamodb.clone(), vars).map_err(|e| e.to_string())?;
+    let limiter = RateLimiter::new(dynamodb, limits);
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
 
     // Fail the cold start, not the first request, if the crypto backend is unusable.
@@ -46,5 +47,9 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(kid = %keys.issuer().await.kid(), "signing keys loaded");
-    Ok(handler::Deps { registry, keys })
+    Ok(handler::Deps {
+        registry,
+        keys,
+        limiter,
+    })
 }

@@ -1,0 +1,20 @@
+//! Shared library of secure-ml-api.
+//!
+//! Layout:
+//! - [`config`]: typed configuration read once at init from a [`config::Vars`] snapshot.
+//! - [`problem`]: the one [`problem::ApiError`] enum and its RFC 9457 problem+json rendering.
+//! - [`http`]: request plumbing shared by both functions (body limits, content types, routing).
+//! - [`model`]: the served model: decoding at init, predictions with vote shares and range warnings.
+//! - [`predict`]: the prediction request contract: parsing and validation with JSON pointers.
+//! - [`auth`]: access tokens (EdDSA JWT issue and verification), signing keys, the client registry.
+//! - [`ratelimit`]: per-IP GCRA rate limiting with state in DynamoDB.
+//! - [`telemetry`]: JSON logs and CloudWatch embedded metrics.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod predict;
+pub mod problem;
+pub mod ratelimit;
+pub mod telemetry;

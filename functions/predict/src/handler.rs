@@ -1,0 +1,753 @@
+//! `POST /predict`, `POST /predict/batch`, `GET /model`, `GET /health`.
+//!
+//! Every protected request goes through the same pipeline, cheapest and least trusting first:
+//!
+//! ```text
+//! route + method ─▶ bearer token ─▶ scope ─▶ body (size, type, JSON, values) ─▶ rate limit ─▶ inference
+//!   404/405          401 (no I/O)     403      413/415/400/422                     429/503      200
+//! ```
+//!
+//! The token check makes no network call, so unauthenticated traffic never reaches DynamoDB.
+//! Validation runs before the limiter because a batch costs one unit per row and the row count
+//! is only known once the body is parsed; a rejected body consumes no quota.
+
+use std::time::Instant;
+
+use http::{HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use secure_ml_core::auth::{AccessClaims, SCOPE_PREDICT, SCOPE_PROBA, Verifier};
+use secure_ml_core::http::{json_body, require_method, route_path};
+use secure_ml_core::model::{PredictionView, ServedModel};
+use secure_ml_core::predict::{MAX_BODY_BYTES, parse_batch, parse_single};
+use secure_ml_core::problem::{ApiError, json_response};
+use secure_ml_core::ratelimit::{Decision, Group, RateLimiter, client_key};
+use serde::Serialize;
+
+/// Everything a request needs, built once at init.
+#[derive(Debug)]
+pub struct Deps {
+    pub model: ServedModel,
+    pub verifier: Verifier,
+    pub limiter: RateLimiter,
+}
+
+/// What the access log records about a request besides its route and status.
+#[derive(Debug, Default)]
+struct Outcome {
+    client_id: Option<String>,
+    decision: Option<&'static str>,
+}
+
+/// Handles one request. Never returns an error: every failure is a response.
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    let started = Instant::now();
+    let mut outcome = Outcome::default();
+    let route = route_path(&request).to_owned();
+    let response = match route_request(deps, &request, &route, &mut outcome).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    tracing::info!(
+        route = %route,
+        method = %request.method(),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1e3,
+        client_id = outcome.client_id.as_deref(),
+        decision = outcome.decision,
+        "request"
+    );
+    response
+}
+
+async fn route_request(
+    deps: &Deps,
+    request: &Request,
+    route: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        "/health" => {
+            require_method(request, Method::GET, "GET")?;
+            Ok(health(deps))
+        }
+        "/model" => {
+            require_method(request, Method::GET, "GET")?;
+            let claims = authorize(deps, request, outcome).await?;
+            limited(deps, request, &claims, 1, outcome, || model_card(deps)).await
+        }
+        "/predict" => {
+            require_method(request, Method::POST, "POST")?;
+            let claims = authorize(deps, request, outcome).await?;
+            let row = parse_single(json_body(request, MAX_BODY_BYTES)?)?;
+            let proba = claims.has_scope(SCOPE_PROBA);
+            limited(deps, request, &claims, 1, outcome, || {
+                json_response(StatusCode::OK, &deps.model.predict(&row, proba))
+            })
+            .await
+        }
+        "/predict/batch" => {
+            require_method(request, Method::POST, "POST")?;
+            let claims = authorize(deps, request, outcome).await?;
+            let rows = parse_batch(json_body(request, MAX_BODY_BYTES)?)?;
+            let proba = claims.has_scope(SCOPE_PROBA);
+            // A batch of N rows costs N units: batching must not multiply the quota.
+            let cost = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            limited(deps, request, &claims, cost, outcome, || {
+                let predictions = deps.model.predict_batch(&rows, proba);
+                json_response(
+                    StatusCode::OK,
+                    &BatchResponse {
+                        predictions,
+                        model_version: deps.model.version(),
+                    },
+                )
+            })
+            .await
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+#[derive(Serialize)]
+struct BatchResponse<'a> {
+    predictions: Vec<PredictionView>,
+    model_version: &'a str,
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    model_version: &'a str,
+}
+
+fn health(deps: &Deps) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &Health {
+            status: "ok",
+            model_version: deps.model.version(),
+        },
+    )
+}
+
+fn model_card(deps: &Deps) -> Response<Body> {
+    let mut response = Response::new(Body::Text(deps.model.card_json().to_owned()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Verifies the bearer token and requires the `predict` scope.
+async fn authorize(
+    deps: &Deps,
+    request: &Request,
+    outcome: &mut Outcome,
+) -> Result<AccessClaims, ApiError> {
+    let claims = deps.verifier.verify(request.headers()).await?;
+    outcome.client_id = Some(claims.client_id.clone());
+    if !claims.has_scope(SCOPE_PREDICT) {
+        return Err(ApiError::InsufficientScope {
+            scope: SCOPE_PREDICT,
+        });
+    }
+    Ok(claims)
+}
+
+/// Charges `cost` units to the caller's IP, then serves `serve` when admitted. The rate-limit
+/// headers go on the response whatever the decision.
+async fn limited(
+    deps: &Deps,
+    request: &Request,
+    claims: &AccessClaims,
+    cost: u32,
+    outcome: &mut Outcome,
+    serve: impl FnOnce() -> Response<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let key = client_key(request)?;
+    let decision: Decision = deps
+        .limiter
+        .check(Group::Predict(claims.tier), &key, cost)
+        .await;
+    outcome.decision = Some(decision.as_str());
+    let headers = decision.headers();
+    let mut response = match decision.into_error() {
+        Some(error) => error.into_response(),
+        None => serve(),
+    };
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Handler tests: API Gateway events from `events/` (and variants of them) in, status,
+    //! headers and body out. DynamoDB is faked at the SDK boundary; an `UpdateItem` that
+    //! succeeds is an admission, and the rule's call count proves which requests reached it.
+
+    use super::*;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use secure_ml_core::auth::token::unix_now;
+    use secure_ml_core::auth::{KeySet, TokenIssuer, TokenSettings};
+    use secure_ml_core::config::Vars;
+    use secure_ml_core::ratelimit::{RateLimitConfig, Tier};
+    use serde_json::Value;
+
+    const ISS: &str = "https://auth.secure-ml-api.test";
+    const AUD: &str = "secure-ml-api";
+    const CLIENT: &str = "cl_00112233445566778899aabbccddeeff";
+
+    static MODEL_ARTIFACT: &[u8] = include_bytes!(env!("MODEL_ARTIFACT_PATH"));
+    static MODEL_MANIFEST: &str = include_str!(env!("MODEL_MANIFEST_PATH"));
+
+    struct Harness {
+        deps: Deps,
+        issuer: TokenIssuer,
+        writes: Rule,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let now = unix_now();
+            let keys = KeySet::generate(now).unwrap();
+            let settings = TokenSettings {
+                issuer: ISS.into(),
+                audience: AUD.into(),
+                lifetime_seconds: 900,
+            };
+            let issuer = TokenIssuer::new(&keys, settings).unwrap();
+            let verifier = Verifier::from_jwks(ISS, AUD, &issuer.jwks(now)).unwrap();
+            let writes = mock!(aws_sdk_dynamodb::Client::update_item)
+                .then_output(|| UpdateItemOutput::builder().build());
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&writes]);
+            let config =
+                RateLimitConfig::from_vars(&Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]))
+                    .unwrap();
+            let deps = Deps {
+                model: ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).unwrap(),
+                verifier,
+                limiter: RateLimiter::new(client, config),
+            };
+            Self {
+                deps,
+                issuer,
+                writes,
+            }
+        }
+
+        fn token(&self, scopes: &[&str], tier: Tier) -> String {
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            self.issuer
+                .issue(CLIENT, &scopes, tier, unix_now())
+                .unwrap()
+                .access_token
+        }
+
+        async fn send(&self, request: Request) -> Response<Body> {
+            handle(&self.deps, request).await
+        }
+
+        /// `name` from `events/`, its placeholder token replaced by a real one with `scopes`.
+        async fn send_event(&self, name: &str, scopes: &[&str]) -> Response<Body> {
+            let token = self.token(scopes, Tier::Free);
+            self.send(event(name, &token, |_| {})).await
+        }
+
+        /// `events/predict.json` with another body.
+        async fn predict_with_body(&self, body: &str) -> Response<Body> {
+            let token = self.token(&[SCOPE_PREDICT], Tier::Free);
+            self.send(event("predict.json", &token, |e| {
+                e["body"] = Value::String(body.to_owned())
+            }))
+            .await
+        }
+
+        async fn batch_with_body(&self, body: &str) -> Response<Body> {
+            let token = self.token(&[SCOPE_PREDICT], Tier::Free);
+            self.send(event("predict-batch.json", &token, |e| {
+                e["body"] = Value::String(body.to_owned())
+            }))
+            .await
+        }
+
+        fn dynamodb_writes(&self) -> usize {
+            self.writes.num_calls()
+        }
+    }
+
+    fn event(name: &str, token: &str, edit: impl FnOnce(&mut Value)) -> Request {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let mut json: Value =
+            serde_json::from_str(&text.replace("REPLACE_WITH_ACCESS_TOKEN", token)).unwrap();
+        edit(&mut json);
+        lambda_http::request::from_str(&json.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn body_json(response: &Response<Body>) -> Value {
+        let bytes: &[u8] = match response.body() {
+            Body::Text(text) => text.as_bytes(),
+            Body::Binary(bytes) => bytes,
+            _ => b"null",
+        };
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+        response.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts a problem+json response of `status` and `slug`, and returns its body.
+    fn assert_problem(response: &Response<Body>, status: u16, slug: &str) -> Value {
+        assert_eq!(response.status(), status, "body: {}", body_json(response));
+        assert_eq!(
+            header(response, "content-type"),
+            Some("application/problem+json")
+        );
+        let body = body_json(response);
+        assert_eq!(body["type"], format!("/problems/{slug}"));
+        assert_eq!(body["status"], status);
+        assert!(body["title"].is_string() && body["detail"].is_string());
+        body
+    }
+
+    fn pointers(body: &Value) -> Vec<&str> {
+        body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect()
+    }
+
+    mod serving {
+        use super::*;
+
+        #[tokio::test]
+        async fn predicts_setosa_for_the_tutorial_request() {
+            let h = Harness::new();
+            let response = h.send_event("predict.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(header(&response, "content-type"), Some("application/json"));
+            let body = body_json(&response);
+            assert_eq!(body["prediction"], 0);
+            assert_eq!(body["label"], "setosa");
+            assert_eq!(body["model_version"], h.deps.model.version());
+            assert_eq!(body["warnings"], Value::Array(vec![]));
+            assert!(
+                body.get("probabilities").is_none(),
+                "probabilities need predict:proba"
+            );
+            assert_eq!(h.dynamodb_writes(), 1);
+        }
+
+        #[tokio::test]
+        async fn rate_limit_headers_accompany_a_served_prediction() {
+            let h = Harness::new();
+            let response = h.send_event("predict.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(
+                header(&response, "ratelimit-policy"),
+                Some("\"predict\";q=60;w=60")
+            );
+            let ratelimit = header(&response, "ratelimit").unwrap();
+            assert!(ratelimit.starts_with("\"predict\";r=19;t="), "{ratelimit}");
+        }
+
+        #[tokio::test]
+        async fn probabilities_are_returned_only_with_the_proba_scope() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict.json", &[SCOPE_PREDICT, SCOPE_PROBA])
+                .await;
+            assert_eq!(response.status(), 200);
+            let body = body_json(&response);
+            let probabilities = body["probabilities"].as_object().unwrap();
+            assert_eq!(probabilities.len(), 3);
+            let (best, _) = probabilities
+                .iter()
+                .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+                .unwrap();
+            assert_eq!(best, body["label"].as_str().unwrap());
+            let total: f64 = probabilities.values().map(|v| v.as_f64().unwrap()).sum();
+            assert!((total - 1.0).abs() < 1e-9);
+        }
+
+        #[tokio::test]
+        async fn accepts_a_base64_encoded_body_from_api_gateway() {
+            let h = Harness::new();
+            let response = h.send_event("predict-base64.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(body_json(&response)["label"], "virginica");
+        }
+
+        #[tokio::test]
+        async fn batch_predicts_every_row_and_costs_one_unit_per_row() {
+            let h = Harness::new();
+            let response = h.send_event("predict-batch.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(response.status(), 200);
+            let body = body_json(&response);
+            let labels: Vec<&str> = body["predictions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["label"].as_str().unwrap())
+                .collect();
+            assert_eq!(labels, ["setosa", "versicolor", "virginica"]);
+            assert_eq!(body["model_version"], h.deps.model.version());
+            // Three rows from a fresh key with burst 20: 17 left.
+            assert!(
+                header(&response, "ratelimit")
+                    .unwrap()
+                    .starts_with("\"predict\";r=17;")
+            );
+        }
+
+        #[tokio::test]
+        async fn warns_about_features_outside_the_training_range() {
+            let h = Harness::new();
+            let response = h
+                .predict_with_body(r#"{"data": [9.5, 3.0, 1.4, 0.2]}"#)
+                .await;
+            assert_eq!(response.status(), 200);
+            let warnings = body_json(&response)["warnings"].clone();
+            assert_eq!(warnings.as_array().unwrap().len(), 1);
+            assert!(
+                warnings[0].as_str().unwrap().contains("sepal_length"),
+                "{warnings}"
+            );
+        }
+
+        #[tokio::test]
+        async fn model_card_describes_the_embedded_model() {
+            let h = Harness::new();
+            let response = h.send_event("model.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(response.status(), 200);
+            let card = body_json(&response);
+            assert_eq!(card["version"], h.deps.model.version());
+            assert_eq!(card["smartcore_version"], "0.7.0");
+            assert_eq!(
+                card["labels"],
+                serde_json::json!(["setosa", "versicolor", "virginica"])
+            );
+            assert!(card["metrics"]["holdout_accuracy"].as_f64().unwrap() > 0.9);
+            assert!(card["metrics"]["cv_accuracy_mean"].as_f64().unwrap() > 0.9);
+            assert_eq!(card["features"][0]["unit"], "cm");
+            assert!(header(&response, "ratelimit-policy").is_some());
+        }
+
+        #[tokio::test]
+        async fn health_needs_no_token_and_no_dynamodb_call() {
+            let h = Harness::new();
+            let response = h.send(event("health.json", "", |_| {})).await;
+            assert_eq!(response.status(), 200);
+            let body = body_json(&response);
+            assert_eq!(body["status"], "ok");
+            assert_eq!(body["model_version"], h.deps.model.version());
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+
+        #[tokio::test]
+        async fn local_function_url_paths_route_like_api_gateway_paths() {
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            let response = h
+                .send(event("predict.json", &token, |e| {
+                    e["rawPath"] = Value::String("/lambda-url/predict/predict".into());
+                }))
+                .await;
+            assert_eq!(response.status(), 200);
+        }
+    }
+
+    mod routing {
+        use super::*;
+
+        #[tokio::test]
+        async fn unknown_route_is_a_404_problem() {
+            let h = Harness::new();
+            assert_problem(
+                &h.send_event("unknown-route.json", &[SCOPE_PREDICT]).await,
+                404,
+                "not-found",
+            );
+        }
+
+        #[tokio::test]
+        async fn wrong_method_is_a_405_with_allow() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict-wrong-method.json", &[SCOPE_PREDICT])
+                .await;
+            assert_problem(&response, 405, "method-not-allowed");
+            assert_eq!(header(&response, "allow"), Some("POST"));
+        }
+    }
+
+    mod authentication {
+        use super::*;
+
+        #[tokio::test]
+        async fn missing_token_is_a_401_bearer_challenge_before_any_dynamodb_call() {
+            let h = Harness::new();
+            let response = h.send(event("predict-no-token.json", "", |_| {})).await;
+            assert_problem(&response, 401, "invalid-token");
+            assert!(
+                header(&response, "www-authenticate")
+                    .unwrap()
+                    .starts_with("Bearer realm=")
+            );
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+
+        #[tokio::test]
+        async fn token_in_the_query_string_is_ignored() {
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            let response = h
+                .send(event("predict-token-in-query.json", &token, |_| {}))
+                .await;
+            assert_problem(&response, 401, "invalid-token");
+        }
+
+        #[tokio::test]
+        async fn garbage_token_is_a_401_invalid_token() {
+            let h = Harness::new();
+            let response = h.send(event("predict.json", "not.a.jwt", |_| {})).await;
+            assert_problem(&response, 401, "invalid-token");
+            assert!(
+                header(&response, "www-authenticate")
+                    .unwrap()
+                    .contains("error=\"invalid_token\"")
+            );
+            assert!(!body_json(&response).to_string().contains("not.a.jwt"));
+        }
+
+        #[tokio::test]
+        async fn token_without_the_predict_scope_is_a_403() {
+            let h = Harness::new();
+            for name in ["predict.json", "predict-batch.json", "model.json"] {
+                let response = h.send_event(name, &[SCOPE_PROBA]).await;
+                assert_problem(&response, 403, "insufficient-scope");
+                assert!(
+                    header(&response, "www-authenticate")
+                        .unwrap()
+                        .contains("error=\"insufficient_scope\"")
+                );
+            }
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+
+        #[tokio::test]
+        async fn request_without_a_source_ip_is_refused_with_403() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict-no-source-ip.json", &[SCOPE_PREDICT])
+                .await;
+            assert_problem(&response, 403, "no-source-ip");
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+    }
+
+    mod bad_input {
+        //! Every bad input: a clear 4xx problem, never a 5xx, and no quota spent.
+        use super::*;
+
+        async fn assert_rejected(
+            h: &Harness,
+            response: Response<Body>,
+            status: u16,
+            slug: &str,
+        ) -> Value {
+            let body = assert_problem(&response, status, slug);
+            assert_eq!(
+                h.dynamodb_writes(),
+                0,
+                "a rejected body must not consume quota"
+            );
+            body
+        }
+
+        #[tokio::test]
+        async fn empty_non_json_and_syntax_errors_are_400() {
+            let h = Harness::new();
+            for body in [
+                "",
+                "   ",
+                "not json",
+                "{\"data\": [5.1, 3.5, 1.4, 0.2]",
+                "{\"data\": [1e400, 1, 1, 1]}",
+            ] {
+                let response = h.predict_with_body(body).await;
+                assert_rejected(&h, response, 400, "malformed-json").await;
+            }
+        }
+
+        #[tokio::test]
+        async fn json_null_and_non_objects_are_422_at_the_root() {
+            let h = Harness::new();
+            for body in ["null", "[5.1, 3.5, 1.4, 0.2]", "42", "\"data\""] {
+                let problem = assert_rejected(
+                    &h,
+                    h.predict_with_body(body).await,
+                    422,
+                    "validation-failed",
+                )
+                .await;
+                assert_eq!(pointers(&problem), [""]);
+            }
+        }
+
+        #[tokio::test]
+        async fn wrong_content_type_is_415() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict-wrong-content-type.json", &[SCOPE_PREDICT])
+                .await;
+            assert_rejected(&h, response, 415, "unsupported-media-type").await;
+        }
+
+        #[tokio::test]
+        async fn missing_content_type_is_415() {
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            let request = event("predict.json", &token, |e| {
+                e["headers"].as_object_mut().unwrap().remove("content-type");
+            });
+            assert_rejected(&h, h.send(request).await, 415, "unsupported-media-type").await;
+        }
+
+        #[tokio::test]
+        async fn one_mebibyte_body_is_413() {
+            let h = Harness::new();
+            let huge = format!(
+                "{{\"data\": [5.1, 3.5, 1.4, 0.2], \"pad\": \"{}\"}}",
+                "x".repeat(1 << 20)
+            );
+            assert_rejected(
+                &h,
+                h.predict_with_body(&huge).await,
+                413,
+                "payload-too-large",
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn each_invalid_value_is_a_422_with_its_pointer() {
+            let h = Harness::new();
+            let cases: &[(&str, &[&str])] = &[
+                (r#"{}"#, &["/data"]),
+                (r#"{"data": [5.1, 3.5, 1.4]}"#, &["/data"]),
+                (r#"{"data": [5.1, 3.5, 1.4, 0.2, 1.0]}"#, &["/data"]),
+                (
+                    r#"{"data": ["5.1", "3.5", "1.4", "0.2"]}"#,
+                    &["/data/0", "/data/1", "/data/2", "/data/3"],
+                ),
+                (
+                    r#"{"data": ["NaN", 3.5, "Infinity", "-Infinity"]}"#,
+                    &["/data/0", "/data/2", "/data/3"],
+                ),
+                (r#"{"data": [-5.1, 3.5, 1.4, 0.2]}"#, &["/data/0"]),
+                (r#"{"data": [5.1, 0, 1.4, 0.0]}"#, &["/data/1", "/data/3"]),
+                (
+                    r#"{"data": [5.1, 3.5, 100.5, 1e300]}"#,
+                    &["/data/2", "/data/3"],
+                ),
+                (r#"{"data": [[5.1, 3.5, 1.4, 0.2]]}"#, &["/data", "/data/0"]),
+                (r#"{"data": [[5.1], 3.5, 1.4, 0.2]}"#, &["/data/0"]),
+                (r#"{"data": [5.1, 3.5, 1.4, 0.2], "extra": 1}"#, &["/extra"]),
+                (
+                    r#"{"data": [5.1, 3.5, 1.4, 0.2], "data": [6.0, 3.0, 4.5, 1.5]}"#,
+                    &["/data"],
+                ),
+            ];
+            for (body, expected) in cases {
+                let problem = assert_rejected(
+                    &h,
+                    h.predict_with_body(body).await,
+                    422,
+                    "validation-failed",
+                )
+                .await;
+                assert_eq!(pointers(&problem), *expected, "{body}");
+            }
+        }
+
+        #[tokio::test]
+        async fn batch_of_101_rows_and_empty_batch_are_422() {
+            let h = Harness::new();
+            let rows = vec!["[5.1, 3.5, 1.4, 0.2]"; 101].join(",");
+            for body in [
+                format!(r#"{{"instances": [{rows}]}}"#),
+                r#"{"instances": []}"#.to_owned(),
+            ] {
+                let problem =
+                    assert_rejected(&h, h.batch_with_body(&body).await, 422, "validation-failed")
+                        .await;
+                assert_eq!(pointers(&problem), ["/instances"]);
+            }
+        }
+
+        #[tokio::test]
+        async fn one_bad_row_rejects_the_whole_batch_with_every_pointer() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict-batch-one-bad-row.json", &[SCOPE_PREDICT])
+                .await;
+            let problem = assert_rejected(&h, response, 422, "validation-failed").await;
+            assert_eq!(pointers(&problem), ["/instances/1/1", "/instances/1/3"]);
+        }
+
+        #[tokio::test]
+        async fn the_sample_invalid_event_points_at_each_bad_value() {
+            let h = Harness::new();
+            let response = h
+                .send_event("predict-invalid-values.json", &[SCOPE_PREDICT])
+                .await;
+            let problem = assert_rejected(&h, response, 422, "validation-failed").await;
+            assert_eq!(pointers(&problem), ["/data/1", "/data/2", "/data/3"]);
+        }
+    }
+
+    mod rate_limits {
+        use super::*;
+
+        #[tokio::test]
+        async fn batch_larger_than_the_burst_is_refused_whole_without_a_dynamodb_call() {
+            let h = Harness::new();
+            let rows = vec!["[5.1, 3.5, 1.4, 0.2]"; 21].join(",");
+            let response = h
+                .batch_with_body(&format!(r#"{{"instances": [{rows}]}}"#))
+                .await;
+            let problem = assert_problem(&response, 429, "quota-exceeded");
+            assert!(problem["detail"].as_str().unwrap().contains("21"));
+            assert!(header(&response, "retry-after").is_some());
+            assert_eq!(
+                header(&response, "ratelimit-policy"),
+                Some("\"predict\";q=60;w=60")
+            );
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+
+        #[tokio::test]
+        async fn premium_tier_multiplies_the_policy() {
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Premium);
+            let rows = vec!["[5.1, 3.5, 1.4, 0.2]"; 50].join(",");
+            let request = event("predict-batch.json", &token, |e| {
+                e["body"] = Value::String(format!(r#"{{"instances": [{rows}]}}"#));
+            });
+            let response = h.send(request).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                header(&response, "ratelimit-policy"),
+                Some("\"predict\";q=300;w=60")
+            );
+        }
+    }
+}
