@@ -5,7 +5,12 @@ template.yaml is the one source of truth for table definitions: this script read
 AWS::DynamoDB::Table resource from it and creates it under the physical name given on the
 command line (LogicalId=physical-name), so local tables cannot drift from the deployed ones.
 
+Usage:
     create_tables.py --endpoint http://127.0.0.1:8000 RateLimitTable=rate-limits ClientsTable=clients
+    [--template template.yaml] [--region us-east-1]
+
+Idempotent: an existing table is left as it is, except that a TTL the template declares is
+switched on if it is off. Needs boto3 and pyyaml (scripts/tools.sh installs both into .tools/venv).
 """
 import argparse
 import pathlib
@@ -14,6 +19,7 @@ import time
 
 import boto3
 import yaml
+from botocore.exceptions import ClientError, WaiterError
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -40,24 +46,55 @@ def table_definitions(template_path):
     }
 
 
+# Table properties DynamoDB Local understands; the rest (PITR, SSE, tags, deletion protection)
+# only matters on AWS.
+_INDEX_KEYS = ("IndexName", "KeySchema", "Projection")
+
+
+def _indexes(props, key, on_demand):
+    indexes = []
+    for index in props.get(key, []):
+        spec = {k: index[k] for k in _INDEX_KEYS if k in index}
+        if not on_demand and "ProvisionedThroughput" in index:
+            spec["ProvisionedThroughput"] = index["ProvisionedThroughput"]
+        indexes.append(spec)
+    return indexes
+
+
 def create(client, name, props):
-    existing = client.list_tables()["TableNames"]
-    if name in existing:
-        return False
-    client.create_table(
-        TableName=name,
-        AttributeDefinitions=props["AttributeDefinitions"],
-        KeySchema=props["KeySchema"],
-        BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-    )
-    client.get_waiter("table_exists").wait(TableName=name)
+    """Create table `name` from template properties; returns False when it already existed."""
+    billing = props.get("BillingMode", "PROVISIONED" if "ProvisionedThroughput" in props else "PAY_PER_REQUEST")
+    on_demand = billing == "PAY_PER_REQUEST"
+    request = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": billing,
+    }
+    if not on_demand:
+        request["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(key):
+            request[key] = _indexes(props, key, on_demand)
+    if props.get("StreamSpecification"):
+        request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+
+    try:
+        client.create_table(**request)
+        created = True
+    except client.exceptions.ResourceInUseException:  # exists (or is being created by a peer)
+        created = False
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
-        client.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-        )
-    return True
+        current = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+    return created
 
 
 def main():
@@ -90,7 +127,10 @@ def main():
         logical_id, _, name = pair.partition("=")
         if logical_id not in definitions or not name:
             sys.exit(f"unknown table {logical_id!r}: template.yaml declares {sorted(definitions)}")
-        created = create(client, name, definitions[logical_id])
+        try:
+            created = create(client, name, definitions[logical_id])
+        except (ClientError, WaiterError) as exc:
+            sys.exit(f"cannot create {logical_id} as {name!r}: {exc}")
         print(f"{'created' if created else 'exists '} {logical_id} as {name}")
 
 

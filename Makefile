@@ -1,0 +1,43 @@
+# secure-ml-api developer commands: thin wrappers around scripts/ (see the usage block of each).
+# Dev tools live in .tools/ (git-ignored) and are installed on first use by scripts/tools.sh.
+
+SHELL := bash
+TOOLS_DIR ?= $(CURDIR)/.tools
+export TOOLS_DIR
+CARGO_LAMBDA := $(TOOLS_DIR)/venv/bin/cargo-lambda
+
+.DEFAULT_GOAL := help
+.PHONY: help tools tools-deploy dev test fmt lint train build clean-local
+
+help: ## Show this help
+	@echo "Usage: make <target>"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-13s %s\n", $$1, $$2 }'
+
+tools: ## Install dev tools into .tools/ (cargo-lambda, zig, boto3, DynamoDB Local)
+	@scripts/tools.sh
+
+tools-deploy: ## Also install aws-sam-cli and cfn-lint (large)
+	@scripts/tools.sh --deploy
+
+dev: ## Run the API locally: DynamoDB Local :8000, cargo lambda watch :9000 (Ctrl-C stops all)
+	@scripts/dev.sh
+
+test: ## fmt + clippy + all tests against a throwaway local stack (the CI command)
+	@scripts/test.sh
+
+fmt: ## Format the workspace
+	cargo fmt --all
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+train: ## Retrain the model into model-artifacts/ (deterministic)
+	cargo run -p iris-model --bin train --release
+
+build: tools ## Cross-compile both functions for Lambda (arm64, release) into target/lambda/
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(TOOLS_DIR)/venv/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --arm64 --bin predict --bin token
+
+clean-local: ## Remove local dev state (.dev/: dev signing keys, logs)
+	rm -rf .dev

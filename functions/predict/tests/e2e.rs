@@ -1,0 +1,406 @@
+//! End-to-end tests: both functions served by `cargo lambda watch`, DynamoDB Local behind them,
+//! real clients in the clients table, real tokens from `POST /token`.
+//!
+//! `make test` starts the stack and exports its coordinates; these tests are `#[ignore]`d so a
+//! plain `cargo test` runs without it. Requests go through either
+//! - the local function URLs (`/lambda-url/<fn>/<path>`), exactly as a user's curl would, or
+//! - the Lambda invoke API with hand-built API Gateway events, because watch stamps every HTTP
+//!   request with source IP 127.0.0.1 and rate-limit tests need addresses of their own.
+//!
+//! The stack runs with the predict policy at 6/min (one unit per 10 s) and burst 20, so a
+//! flood that finishes within a few seconds must admit exactly the burst.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt as _;
+
+use secure_ml_core::auth::ClientRegistry;
+use secure_ml_core::auth::token::unix_now;
+use secure_ml_core::ratelimit::Tier;
+use serde_json::{Value, json};
+
+const NEEDS_STACK: &str = "needs the local stack: run `make test`";
+
+/// Clients in flight at once in the flood tests. With 200 invocations arriving at the same
+/// instant, `cargo lambda watch` (one local instance per function) stopped answering in our
+/// runs; on AWS each would get an instance of its own. 16 concurrent clients still race every
+/// admission against the others.
+const CONCURRENT_CLIENTS: usize = 16;
+
+/// An HTTP client that gives up instead of hanging the test run.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS_STACK}"))
+}
+
+fn watch_url() -> String {
+    env("SMLA_WATCH_URL")
+}
+
+/// A documentation-range address unique to this test process and call (RFC 5737 / RFC 3849).
+fn fresh_ip() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 200) * 256;
+    format!("2001:db8:{:x}:{:x}::1", std::process::id() % 0xffff, n)
+}
+
+async fn registry() -> ClientRegistry {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    ClientRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), env("CLIENTS_TABLE"))
+}
+
+/// Creates a client in the clients table, as `admin client create` does.
+async fn create_client(scopes: &[&str], tier: Tier) -> (String, String) {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let (info, secret) = registry()
+        .await
+        .create("e2e", tier, &scopes, unix_now())
+        .await
+        .unwrap();
+    (info.client_id, secret.expose().to_owned())
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event.
+fn api_event(method: &str, path: &str, ip: &str, headers: Value, body: Option<&str>) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": ip, "userAgent": "e2e" },
+            "requestId": uuid_like(), "routeKey": format!("{method} {path}"), "stage": "$default",
+            "time": "23/Nov/2026:14:30:00 +0000", "timeEpoch": 1_795_444_200_000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+fn uuid_like() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Invokes `function` with `event` through the Lambda invoke API and decodes the HTTP response.
+async fn invoke(http: &reqwest::Client, function: &str, event: &Value) -> Reply {
+    let url = format!(
+        "{}/2015-03-31/functions/{function}/invocations",
+        watch_url()
+    );
+    let raw: Value = http
+        .post(url)
+        .json(event)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let headers = raw["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = raw["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    Reply {
+        status: raw["statusCode"].as_u64().unwrap() as u16,
+        headers,
+        body,
+    }
+}
+
+/// `POST /token` with HTTP Basic credentials from `ip`, through the invoke API.
+async fn token_from(http: &reqwest::Client, ip: &str, id: &str, secret: &str) -> Reply {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let headers = json!({
+        "authorization": format!("Basic {basic}"),
+        "content-type": "application/x-www-form-urlencoded",
+    });
+    invoke(
+        http,
+        "token",
+        &api_event(
+            "POST",
+            "/token",
+            ip,
+            headers,
+            Some("grant_type=client_credentials"),
+        ),
+    )
+    .await
+}
+
+async fn predict_from(http: &reqwest::Client, ip: &str, token: &str, extra: Value) -> Reply {
+    let mut headers =
+        json!({ "authorization": format!("Bearer {token}"), "content-type": "application/json" });
+    if let (Some(h), Some(extra)) = (headers.as_object_mut(), extra.as_object()) {
+        h.extend(extra.clone());
+    }
+    invoke(
+        http,
+        "predict",
+        &api_event(
+            "POST",
+            "/predict",
+            ip,
+            headers,
+            Some(r#"{"data": [5.1, 3.5, 1.4, 0.2]}"#),
+        ),
+    )
+    .await
+}
+
+async fn access_token(http: &reqwest::Client, scopes: &[&str], tier: Tier) -> String {
+    let (id, secret) = create_client(scopes, tier).await;
+    let reply = token_from(http, &fresh_ip(), &id, &secret).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body["access_token"].as_str().unwrap().to_owned()
+}
+
+mod client_flow {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn curl_session_from_the_readme_works_through_the_function_urls() {
+        let http = http_client();
+        let base = watch_url();
+        let (id, secret) = create_client(&["predict", "predict:proba"], Tier::Free).await;
+
+        let token = http
+            .post(format!("{base}/lambda-url/token/token"))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(token.status(), 200);
+        assert_eq!(token.headers()["cache-control"], "no-store");
+        let token: Value = token.json().await.unwrap();
+        assert_eq!(token["token_type"], "Bearer");
+        assert_eq!(token["scope"], "predict predict:proba");
+        let bearer = token["access_token"].as_str().unwrap();
+
+        let prediction = http
+            .post(format!("{base}/lambda-url/predict/predict"))
+            .bearer_auth(bearer)
+            .json(&json!({"data": [5.1, 3.5, 1.4, 0.2]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(prediction.status(), 200);
+        assert!(prediction.headers().contains_key("ratelimit-policy"));
+        assert!(prediction.headers().contains_key("ratelimit"));
+        let prediction: Value = prediction.json().await.unwrap();
+        assert_eq!(prediction["label"], "setosa");
+        assert!(prediction["probabilities"]["setosa"].as_f64().unwrap() > 0.5);
+
+        let card: Value = http
+            .get(format!("{base}/lambda-url/predict/model"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(card["version"], prediction["model_version"]);
+
+        let health: Value = http
+            .get(format!("{base}/lambda-url/predict/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok");
+
+        let jwks = http
+            .get(format!("{base}/lambda-url/token/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+        let jwks: Value = jwks.json().await.unwrap();
+        assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "the JWKS must never carry private key material"
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn disabled_client_and_wrong_secret_get_the_same_answer() {
+        let http = http_client();
+        let (id, secret) = create_client(&["predict"], Tier::Free).await;
+        let wrong = token_from(&http, &fresh_ip(), &id, "not-the-secret").await;
+        registry()
+            .await
+            .set_status(
+                &id,
+                secure_ml_core::auth::ClientStatus::Disabled,
+                unix_now(),
+            )
+            .await
+            .unwrap();
+        let disabled = token_from(&http, &fresh_ip(), &id, &secret).await;
+        let unknown = token_from(
+            &http,
+            &fresh_ip(),
+            "cl_00000000000000000000000000000000",
+            &secret,
+        )
+        .await;
+        for reply in [&wrong, &disabled, &unknown] {
+            assert_eq!(reply.status, 401);
+            assert_eq!(reply.body["error"], "invalid_client");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Basic realm=\"secure-ml-api\"")
+            );
+        }
+        assert_eq!(wrong.body, disabled.body);
+        assert_eq!(wrong.body, unknown.body);
+    }
+}
+
+mod rate_limits {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn concurrent_flood_from_one_address_admits_exactly_the_burst() {
+        let http = http_client();
+        let token = access_token(&http, &["predict"], Tier::Free).await;
+        let ip = fresh_ip();
+        // Each request claims to be forwarded for a different client: it must change nothing.
+        let replies: Vec<Reply> = futures::stream::iter((0..200).map(|i| {
+            let (http, token, ip) = (&http, &token, &ip);
+            async move {
+                predict_from(
+                    http,
+                    ip,
+                    token,
+                    json!({"x-forwarded-for": format!("198.51.100.{}", i % 250)}),
+                )
+                .await
+            }
+        }))
+        .buffer_unordered(CONCURRENT_CLIENTS)
+        .collect()
+        .await;
+        let admitted = replies.iter().filter(|r| r.status == 200).count();
+        let refused = replies.iter().filter(|r| r.status == 429).count();
+        assert_eq!(
+            (admitted, refused),
+            (20, 180),
+            "statuses: {:?}",
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        for reply in replies.iter().filter(|r| r.status == 429) {
+            assert_eq!(reply.body["type"], "/problems/quota-exceeded");
+            let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+            assert!(retry_after >= 1);
+            assert!(reply.header("ratelimit").unwrap().contains(";r=0;"));
+        }
+
+        // Another address still has its whole budget.
+        let other = predict_from(&http, &fresh_ip(), &token, json!({})).await;
+        assert_eq!(other.status, 200);
+        assert!(
+            other.header("ratelimit").unwrap().contains(";r=19;"),
+            "{other:?}"
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn token_endpoint_limit_applies_before_credentials_are_checked() {
+        let http = http_client();
+        let (id, secret) = create_client(&["predict"], Tier::Free).await;
+        let ip = fresh_ip();
+        // Wrong secrets spend the same quota as right ones: guessing is capped at the burst.
+        let replies: Vec<Reply> =
+            futures::stream::iter((0..30).map(|_| token_from(&http, &ip, &id, "guess")))
+                .buffer_unordered(CONCURRENT_CLIENTS)
+                .collect()
+                .await;
+        let unauthorized = replies.iter().filter(|r| r.status == 401).count();
+        let refused = replies.iter().filter(|r| r.status == 429).count();
+        assert_eq!((unauthorized, refused), (5, 25));
+        // Now even the right secret is refused from this address, without being checked.
+        let right = token_from(&http, &ip, &id, &secret).await;
+        assert_eq!(right.status, 429);
+        assert!(right.header("retry-after").is_some());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn addresses_in_one_ipv6_slash_64_share_a_budget() {
+        let http = http_client();
+        let token = access_token(&http, &["predict"], Tier::Free).await;
+        let prefix = fresh_ip().trim_end_matches("::1").to_owned();
+        let first = predict_from(&http, &format!("{prefix}::1"), &token, json!({})).await;
+        let second = predict_from(
+            &http,
+            &format!("{prefix}:ffff:ffff:ffff:fffe"),
+            &token,
+            json!({}),
+        )
+        .await;
+        assert!(
+            first.header("ratelimit").unwrap().contains(";r=19;"),
+            "{first:?}"
+        );
+        assert!(
+            second.header("ratelimit").unwrap().contains(";r=18;"),
+            "{second:?}"
+        );
+    }
+}

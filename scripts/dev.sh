@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Bring the whole API up locally (run by `make dev`); Ctrl-C stops everything it started.
+#
+# Usage: scripts/dev.sh
+#   1. dev tools (scripts/tools.sh)          4. signing keys in .dev/ (generated only if absent)
+#   2. DynamoDB Local on 127.0.0.1:8000      5. a demo client (credentials printed)
+#   3. tables from template.yaml             6. cargo lambda watch on 127.0.0.1:9000 (reloads on edit)
+# then prints a copy-paste curl session and follows the function logs (.dev/watch.log).
+# Environment: DEV_DYNAMODB_PORT (8000), DEV_WATCH_PORT (9000), TOOLS_DIR (.tools),
+#              DEV_WARMUP_TIMEOUT (seconds for the first compile, 1800).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SMLA_ROOT"
+
+DDB_PORT="${DEV_DYNAMODB_PORT:-8000}"
+WATCH_PORT="${DEV_WATCH_PORT:-9000}"
+WARMUP_TIMEOUT="${DEV_WARMUP_TIMEOUT:-1800}"
+DEV_DIR="$SMLA_ROOT/.dev"
+
+STACK_STARTED=false
+# shellcheck disable=SC2317 # called from the EXIT trap
+on_exit() {
+    if $STACK_STARTED && [[ "$1" != 0 && "$1" != 130 && "$1" != 143 ]]; then
+        warn "make dev failed; logs: $DEV_DIR/dynamodb.log, $DEV_DIR/watch.log"
+    fi
+}
+smla_init_cleanup on_exit
+
+ensure_tools
+
+for port in "$DDB_PORT" "$WATCH_PORT"; do
+    port_is_free "$port" || die "port $port is already in use (another 'make dev'? check: ss -ltnp 'sport = :$port').
+Stop that process, or pick other ports: DEV_DYNAMODB_PORT=8001 DEV_WATCH_PORT=9001 make dev"
+done
+
+mkdir -p "$DEV_DIR"
+chmod 700 "$DEV_DIR"
+export_stack_env "$DDB_PORT" "$WATCH_PORT" secure-ml-api-rate-limits secure-ml-api-clients "$DEV_DIR"
+
+log "DynamoDB Local on 127.0.0.1:$DDB_PORT (in memory)"
+STACK_STARTED=true
+start_dynamodb "$DDB_PORT" "$DEV_DIR/dynamodb.log"
+
+log "tables from template.yaml"
+create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
+
+if [[ -s "$SIGNING_KEYS_FILE" && -s "$JWKS_FILE" ]]; then
+    log "signing keys: reusing $SIGNING_KEYS_FILE"
+elif [[ -s "$SIGNING_KEYS_FILE" ]]; then
+    log "signing keys: rebuilding $JWKS_FILE from $SIGNING_KEYS_FILE"
+    run_step cargo run -q -p admin -- keys jwks >"$JWKS_FILE.tmp" ||
+        die "'cargo run -p admin -- keys jwks' failed"
+    mv "$JWKS_FILE.tmp" "$JWKS_FILE"
+else
+    log "signing keys: generating into $DEV_DIR"
+    generate_keys # cargo run -q -p admin -- keys generate
+fi
+
+log "demo client"
+client_json="$DEV_DIR/demo-client.json"
+(umask 077 && : >"$client_json")
+run_step cargo run -q -p admin -- client create --name demo --tier free \
+    --scopes "predict predict:proba" --json >"$client_json" ||
+    die "'cargo run -p admin -- client create' failed"
+read -r CLIENT_ID CLIENT_SECRET < <("$VENV/bin/python" -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(c["client_id"], c["client_secret"])' "$client_json") ||
+    die "could not read client_id/client_secret from the admin output ($client_json)"
+
+log "cargo lambda watch on 127.0.0.1:$WATCH_PORT (first start compiles both functions; log: .dev/watch.log)"
+write_function_env "$DEV_DIR/function.env"
+start_watch "$WATCH_PORT" "$DEV_DIR/function.env" "$DEV_DIR/watch.log"
+spawn - tail -n +1 -F "$DEV_DIR/watch.log" # follow the logs in the terminal from here on
+warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT" || die "predict did not start (see above)"
+warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT" || die "token did not start (see above)"
+
+base="http://localhost:$WATCH_PORT/lambda-url"
+cat >&2 <<EOF
+
+$(printf '\033[1;32m')secure-ml-api is up.$(printf '\033[0m') Demo client (valid until Ctrl-C; DynamoDB Local is in memory):
+  client_id:     $CLIENT_ID
+  client_secret: $CLIENT_SECRET
+
+Copy-paste session:
+
+  CLIENT_ID='$CLIENT_ID'
+  CLIENT_SECRET='$CLIENT_SECRET'
+  TOKEN=\$(curl -s -u "\$CLIENT_ID:\$CLIENT_SECRET" -d grant_type=client_credentials \\
+      $base/token/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -i -X POST $base/predict/predict -H "Authorization: Bearer \$TOKEN" \\
+      -H 'Content-Type: application/json' -d '{"data": [5.1, 3.5, 1.4, 0.2]}'
+  curl -s $base/predict/health
+  curl -s $base/predict/model -H "Authorization: Bearer \$TOKEN"
+  curl -s $base/token/.well-known/jwks.json
+
+Function logs follow. Ctrl-C stops DynamoDB Local, cargo lambda watch and the functions.
+
+EOF
+
+# Wait on watch itself: if it dies, so does the session (and cleanup runs).
+wait "$WATCH_PID"

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The project's one test command (run by `make test` and CI): lint, then every test, unit and
+# integration, against a throwaway local stack. Exit status = the result; everything it started is
+# stopped at the end, pass, fail or Ctrl-C.
+#
+# Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
+#   stages: tools -> cargo fmt --check -> clippy -D warnings -> build -> DynamoDB Local
+#           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
+#           both functions warmed) -> cargo test --workspace -- --include-ignored [LIBTEST_ARGS]
+#   --no-lint        skip fmt and clippy (quick local iterations)
+#   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit
+# Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+#   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
+#   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
+# Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SMLA_ROOT"
+
+lint=true
+libtest_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --no-lint) lint=false ;;
+    --)
+        shift
+        libtest_args=("$@")
+        break
+        ;;
+    -h | --help)
+        sed -n '2,17p' "$0"
+        exit 0
+        ;;
+    *) die "unknown argument $1 (try --help)" ;;
+    esac
+    shift
+done
+
+WARMUP_TIMEOUT="${TEST_WARMUP_TIMEOUT:-1800}"
+# CI checks that Cargo.lock is committed and current; locally cargo may update it.
+cargo_locked=()
+[[ "${CI:-}" == "true" ]] && cargo_locked=(--locked)
+
+RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/smla-test.XXXXXX")"
+chmod 700 "$RUN_DIR"
+LOG_DIR="$SMLA_ROOT/target/test-logs" # survives the run, for reading after a failure
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+on_exit() {
+    local rc="$1" f
+    print_timings
+    if [[ "$rc" != 0 ]]; then
+        mkdir -p "$LOG_DIR"
+        for f in dynamodb watch; do
+            [[ -s "$RUN_DIR/$f.log" ]] || continue
+            cp "$RUN_DIR/$f.log" "$LOG_DIR/$f.log"
+            printf '\n--- last lines of %s.log (full log: %s) ---\n' "$f" "$LOG_DIR/$f.log" >&2
+            tail -n 40 "$RUN_DIR/$f.log" >&2
+        done
+        printf '\ntest.sh: FAILED (exit %s)\n' "$rc" >&2
+    else
+        printf '\ntest.sh: all stages passed\n' >&2
+    fi
+}
+smla_init_cleanup on_exit
+SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")
+
+stage_begin "tools"
+ensure_tools
+stage_end
+
+if $lint; then
+    stage_begin "cargo fmt --check"
+    run_step cargo fmt --all --check
+    stage_end
+
+    stage_begin "cargo clippy -D warnings"
+    run_step cargo clippy "${cargo_locked[@]}" --workspace --all-targets -- -D warnings
+    stage_end
+fi
+
+# Compile everything before any server starts: a build failure is reported as one, and the
+# "tests" stage below measures running them. One build of all targets resolves features once for
+# the whole workspace, so `cargo test` reuses it and the admin binary below comes from it too
+# (`cargo run -p admin` would resolve admin's features alone and rebuild a dozen heavy
+# dependencies such as aws-lc-sys: minutes on a fresh clone).
+stage_begin "build (all targets)"
+run_step cargo build "${cargo_locked[@]}" --workspace --all-targets
+ADMIN_BIN="$(cargo_target_dir)/debug/admin"
+stage_end
+
+stage_begin "DynamoDB Local"
+DDB_PORT="$(free_port)"
+start_dynamodb "$DDB_PORT" "$RUN_DIR/dynamodb.log"
+stage_end
+
+stage_begin "tables from template.yaml"
+WATCH_PORT="$(free_port)"
+while [[ "$WATCH_PORT" == "$DDB_PORT" ]]; do WATCH_PORT="$(free_port)"; done
+suffix="$(date +%s)-$$"
+export_stack_env "$DDB_PORT" "$WATCH_PORT" "smla-test-$suffix-rate-limits" "smla-test-$suffix-clients" "$RUN_DIR"
+create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
+stage_end
+
+stage_begin "signing keys"
+generate_keys "$ADMIN_BIN"
+stage_end
+
+# --ignore-changes: the functions under test never restart mid-run, whatever is edited or built
+# meanwhile (cargo test itself writes only to target/, which watch ignores anyway).
+stage_begin "cargo lambda watch + warm-up"
+# Slow refill for the end-to-end limit tests: a flood that finishes within seconds must admit
+# exactly the burst (predict: 20, one unit per 10 s; token: 5, one per minute).
+export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1
+write_function_env "$RUN_DIR/function.env"
+start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" --ignore-changes
+warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT"
+warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT"
+stage_end
+
+stage_begin "cargo test (unit + integration)"
+test_rc=0
+run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored "${libtest_args[@]+"${libtest_args[@]}"}" ||
+    test_rc=$?
+stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
+
+# --- Hook: hardening (later stage; needs the stack above, so it runs before teardown) ---------
+#   schemathesis against openapi.yaml at $SMLA_WATCH_URL/lambda-url/<fn> (PyPI, into the venv)
+#   and a bounded `cargo fuzz` run of the request parsers.
+
+# --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
+#   sam validate --lint; cfn-lint template.yaml; sam build (rust-cargolambda, arm64).
+
+exit "$test_rc"
