@@ -21,6 +21,7 @@ use secure_ml_core::model::{PredictionView, ServedModel};
 use secure_ml_core::predict::{MAX_BODY_BYTES, parse_batch, parse_single};
 use secure_ml_core::problem::{ApiError, json_response};
 use secure_ml_core::ratelimit::{Decision, Group, RateLimiter, client_key};
+use secure_ml_core::telemetry::RequestMetrics;
 use serde::Serialize;
 
 /// Everything a request needs, built once at init.
@@ -36,6 +37,8 @@ pub struct Deps {
 struct Outcome {
     client_id: Option<String>,
     decision: Option<&'static str>,
+    /// Labels predicted for this request (for the per-label metric).
+    labels: Vec<String>,
 }
 
 /// Handles one request. Never returns an error: every failure is a response.
@@ -47,15 +50,25 @@ pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
         route = %route,
         method = %request.method(),
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1e3,
+        latency_ms,
         client_id = outcome.client_id.as_deref(),
         decision = outcome.decision,
         "request"
     );
+    RequestMetrics {
+        service: "predict",
+        route: &route,
+        status: response.status().as_u16(),
+        latency_ms,
+        decision: outcome.decision,
+        labels: outcome.labels.iter().map(String::as_str).collect(),
+    }
+    .emit();
     response
 }
 
@@ -73,7 +86,10 @@ async fn route_request(
         "/model" => {
             require_method(request, Method::GET, "GET")?;
             let claims = authorize(deps, request, outcome).await?;
-            limited(deps, request, &claims, 1, outcome, || model_card(deps)).await
+            limited(deps, request, &claims, 1, outcome, || {
+                (model_card(deps), Vec::new())
+            })
+            .await
         }
         "/predict" => {
             require_method(request, Method::POST, "POST")?;
@@ -81,7 +97,9 @@ async fn route_request(
             let row = parse_single(json_body(request, MAX_BODY_BYTES)?)?;
             let proba = claims.has_scope(SCOPE_PROBA);
             limited(deps, request, &claims, 1, outcome, || {
-                json_response(StatusCode::OK, &deps.model.predict(&row, proba))
+                let prediction = deps.model.predict(&row, proba);
+                let labels = vec![prediction.label.clone()];
+                (json_response(StatusCode::OK, &prediction), labels)
             })
             .await
         }
@@ -94,13 +112,12 @@ async fn route_request(
             let cost = u32::try_from(rows.len()).unwrap_or(u32::MAX);
             limited(deps, request, &claims, cost, outcome, || {
                 let predictions = deps.model.predict_batch(&rows, proba);
-                json_response(
-                    StatusCode::OK,
-                    &BatchResponse {
-                        predictions,
-                        model_version: deps.model.version(),
-                    },
-                )
+                let labels = predictions.iter().map(|p| p.label.clone()).collect();
+                let body = BatchResponse {
+                    predictions,
+                    model_version: deps.model.version(),
+                };
+                (json_response(StatusCode::OK, &body), labels)
             })
             .await
         }
@@ -163,7 +180,7 @@ async fn limited(
     claims: &AccessClaims,
     cost: u32,
     outcome: &mut Outcome,
-    serve: impl FnOnce() -> Response<Body>,
+    serve: impl FnOnce() -> (Response<Body>, Vec<String>),
 ) -> Result<Response<Body>, ApiError> {
     let key = client_key(request)?;
     let decision: Decision = deps
@@ -174,7 +191,11 @@ async fn limited(
     let headers = decision.headers();
     let mut response = match decision.into_error() {
         Some(error) => error.into_response(),
-        None => serve(),
+        None => {
+            let (response, labels) = serve();
+            outcome.labels = labels;
+            response
+        }
     };
     for (name, value) in headers {
         response.headers_mut().insert(name, value);

@@ -21,8 +21,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{ClientRegistry, KNOWN_SCOPES, SigningKeys};
+use std::time::Instant;
+
+use secure_ml_core::http::route_path;
 use secure_ml_core::problem::{ApiError, REALM, json_response};
 use secure_ml_core::ratelimit::{Group, RateLimiter, client_key};
+use secure_ml_core::telemetry::RequestMetrics;
 use serde::Serialize;
 
 /// Largest accepted `POST /token` body. A legitimate one is under 200 bytes.
@@ -41,33 +45,46 @@ pub struct Deps {
 
 /// Routes one request. Never fails: every outcome is a response.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let path = route_path(req.uri().path());
+    let started = Instant::now();
+    let path = route_path(&req);
     let (route, response) = match (path, req.method()) {
-        (TOKEN_PATH, &Method::POST) => ("token", token(deps, &req).await),
+        (TOKEN_PATH, &Method::POST) => (TOKEN_PATH, token(deps, &req).await),
         (TOKEN_PATH, _) => (
-            "token",
+            TOKEN_PATH,
             ApiError::MethodNotAllowed { allow: "POST" }.into_response(),
         ),
-        (JWKS_PATH, &Method::GET) => ("jwks", jwks(deps).await),
+        (JWKS_PATH, &Method::GET) => (JWKS_PATH, jwks(deps).await),
         (JWKS_PATH, _) => (
-            "jwks",
+            JWKS_PATH,
             ApiError::MethodNotAllowed { allow: "GET" }.into_response(),
         ),
         _ => ("unknown", ApiError::NotFound.into_response()),
     };
-    tracing::info!(route, method = %req.method(), status = response.status().as_u16(), "request handled");
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let decision = response.extensions().get::<DecisionLabel>().map(|d| d.0);
+    tracing::info!(
+        route,
+        method = %req.method(),
+        status = response.status().as_u16(),
+        latency_ms,
+        decision,
+        "request"
+    );
+    RequestMetrics {
+        service: "token",
+        route,
+        status: response.status().as_u16(),
+        latency_ms,
+        decision,
+        labels: Vec::new(),
+    }
+    .emit();
     response
 }
 
-/// The path as API Gateway would route it. `cargo lambda watch` serves a function at
-/// `/lambda-url/<function>/<path>`; current versions strip that prefix before invoking the
-/// function, but stripping it here too keeps routing correct whichever way a request arrives.
-pub fn route_path(path: &str) -> &str {
-    match path.strip_prefix("/lambda-url/") {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => path,
-    }
-}
+/// The rate-limit decision of a token request, carried on the response to the access log.
+#[derive(Debug, Clone, Copy)]
+struct DecisionLabel(&'static str);
 
 async fn jwks(deps: &Deps) -> Response<Body> {
     let mut response = json_response(StatusCode::OK, &deps.keys.jwks_now().await);
@@ -95,7 +112,7 @@ async fn token(deps: &Deps, req: &Request) -> Response<Body> {
         Err(error) => return error.into_response(),
     };
     let decision = deps.limiter.check(Group::Token, &key, 1).await;
-    tracing::debug!(decision = decision.as_str(), "token rate limit");
+    let label = DecisionLabel(decision.as_str());
     // Headers first: `into_error` consumes the decision.
     let headers = decision.headers();
     let mut response = match decision.into_error() {
@@ -111,6 +128,7 @@ async fn token(deps: &Deps, req: &Request) -> Response<Body> {
     for (name, value) in headers {
         response.headers_mut().insert(name, value);
     }
+    response.extensions_mut().insert(label);
     response
 }
 
@@ -994,14 +1012,6 @@ mod tests {
 
         #[tokio::test]
         async fn cargo_lambda_watch_prefixed_paths_route_like_api_gateway_paths() {
-            assert_eq!(route_path("/token"), "/token");
-            assert_eq!(route_path("/lambda-url/token/token"), "/token");
-            assert_eq!(
-                route_path("/lambda-url/token/.well-known/jwks.json"),
-                "/.well-known/jwks.json"
-            );
-            assert_eq!(route_path("/lambda-url/token"), "/");
-
             let (deps, _) = deps(active_demo());
             let mut req = event("token-valid-basic.json");
             *req.uri_mut() = "http://localhost:9000/lambda-url/token/token"
