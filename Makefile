@@ -41,3 +41,11 @@ build: tools ## Cross-compile both functions for Lambda (arm64, release) into ta
 
 clean-local: ## Remove local dev state (.dev/: dev signing keys, logs)
 	rm -rf .dev
+
+.PHONY: deploy-checks smoke
+
+deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minutes), package sizes
+	@scripts/deploy_checks.sh
+
+smoke: ## Client-flow smoke test: make smoke URL=<ApiUrl> (CLIENT_ID, CLIENT_SECRET in env); no URL: make dev's stack
+	@scripts/smoke.sh $(if $(URL),"$(URL)",--dev)

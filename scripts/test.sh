@@ -12,7 +12,9 @@
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
-# Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800).
+# Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
+#   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=1 (include
+#   its release arm64 sam build and zip-size check).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
@@ -118,6 +120,29 @@ warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT"
 stage_end
 
+# --- Hook: smoke test (part of the deploy-checks hook below; runs here, before the tests) ----
+#   scripts/smoke.sh, the client flow a user runs against AWS, through the local function URLs.
+#   Every lambda-url request comes from 127.0.0.1 and shares one budget (token: burst 5, one
+#   per minute): the smoke spends 2 token requests and 5 predict units, the e2e tests 1 token
+#   request, and what runs after the tests may spend the rest.
+stage_begin "smoke test (scripts/smoke.sh)"
+smoke_rc=0
+(umask 077 && : >"$RUN_DIR/smoke-client.json")
+if run_step "$ADMIN_BIN" client create --name smoke --scopes "predict predict:proba" --json \
+    >"$RUN_DIR/smoke-client.json"; then
+    read -r smoke_id smoke_secret < <("$VENV/bin/python" -c 'import json, sys
+c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$RUN_DIR/smoke-client.json") ||
+        smoke_rc=$?
+    # The credentials go through the environment, not a command line (`ps` shows those).
+    export CLIENT_ID="$smoke_id" CLIENT_SECRET="$smoke_secret"
+    [[ $smoke_rc != 0 ]] || run_step env SMOKE_TOKEN_URL="$SMLA_WATCH_URL/lambda-url/token" \
+        SMOKE_PREDICT_URL="$SMLA_WATCH_URL/lambda-url/predict" "$SMLA_ROOT/scripts/smoke.sh" "" || smoke_rc=$?
+    unset CLIENT_ID CLIENT_SECRET smoke_secret
+else
+    smoke_rc=$?
+fi
+stage_end "$([[ $smoke_rc == 0 ]] && echo ok || echo "FAILED (exit $smoke_rc)")"
+
 stage_begin "cargo test (unit + integration)"
 test_rc=0
 run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored "${libtest_args[@]+"${libtest_args[@]}"}" ||
@@ -129,6 +154,19 @@ stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
 #   and a bounded `cargo fuzz` run of the request parsers.
 
 # --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
-#   sam validate --lint; cfn-lint template.yaml; sam build (rust-cargolambda, arm64).
+#   scripts/deploy_checks.sh: cfn-lint template.yaml; sam validate --lint (offline); sam build
+#   (rust-cargolambda, arm64, release: minutes); bootstrap + zip size checks. Needs no stack.
+#   TEST_DEPLOY_CHECKS=0 skips it (quick local iterations; CI always runs it).
+deploy_rc=0
+if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
+    stage_begin "deploy checks (scripts/deploy_checks.sh)"
+    # The release arm64 `sam build` takes 7-20 minutes cold on 2 cores; the test command checks
+    # the template offline and `make deploy-checks` (or TEST_SAM_BUILD=1) adds the build itself.
+    deploy_args=(--no-build)
+    [[ "${TEST_SAM_BUILD:-0}" == 1 ]] && deploy_args=()
+    run_step "$SMLA_ROOT/scripts/deploy_checks.sh" "${deploy_args[@]+"${deploy_args[@]}"}" || deploy_rc=$?
+    stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
+fi
 
-exit "$test_rc"
+for rc in "$test_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+exit 0

@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Smoke test of a running secure-ml-api: the whole client flow, with curl (python3 reads the JSON).
+#
+# Usage: scripts/smoke.sh BASE_URL CLIENT_ID CLIENT_SECRET
+#        scripts/smoke.sh BASE_URL                  (CLIENT_ID and CLIENT_SECRET from the environment)
+#        scripts/smoke.sh --dev                     (the `make dev` stack and its demo client)
+#   BASE_URL  the API's root, where both functions' routes are: the stack output ApiUrl on AWS,
+#             e.g. https://abc123.execute-api.us-east-1.amazonaws.com (no trailing path).
+#   Locally every function has a prefix of its own; set both overrides and pass "" as BASE_URL:
+#     SMOKE_TOKEN_URL=http://127.0.0.1:9000/lambda-url/token \
+#     SMOKE_PREDICT_URL=http://127.0.0.1:9000/lambda-url/predict scripts/smoke.sh "" "$ID" "$SECRET"
+#   --dev     exactly that for `make dev`: port DEV_WATCH_PORT (9000), client .dev/demo-client.json
+# Environment:
+#   SMOKE_TOKEN_URL    base of POST /token and GET /.well-known/jwks.json (default BASE_URL)
+#   SMOKE_PREDICT_URL  base of /predict, /predict/batch, /model, /health (default BASE_URL)
+#   CLIENT_ID, CLIENT_SECRET  instead of the arguments (keeps the secret out of `ps` and history)
+#   SMOKE_TIMEOUT      seconds per request (default 30: room for a Lambda cold start)
+#
+# The client needs scope `predict`; with `predict:proba` the probabilities are checked too.
+# Checks, in order: health; JWKS (keys, no private members); token (200, no-store); predict
+# (setosa, RateLimit headers); batch; model card; invalid body (422 problem+json); no token
+# (401 + WWW-Authenticate: Bearer); wrong secret (401 invalid_client + WWW-Authenticate: Basic).
+# Cost from the caller's IP: 2 token requests (the wrong secret counts: the limit is checked
+# before credentials) and 5 units of predict quota (1 + a 3-row batch + the model card).
+# Secrets and tokens reach curl through header files (mode 0600), never its command line.
+# Exit status: 0 when every check passed; 1 at the first failure, saying what was expected and
+# what came back; 2 for a usage error.
+set -euo pipefail
+
+usage() {
+    sed -n '2,27p' "$0" >&2
+    exit 2
+}
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage
+if [[ "${1:-}" == "--dev" && $# == 1 ]]; then
+    dev_client="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.dev/demo-client.json"
+    [[ -s "$dev_client" ]] || { echo "smoke: $dev_client not found: start the local stack with 'make dev' first" >&2; exit 2; }
+    dev_url="http://127.0.0.1:${DEV_WATCH_PORT:-9000}/lambda-url"
+    export SMOKE_TOKEN_URL="${SMOKE_TOKEN_URL:-$dev_url/token}" SMOKE_PREDICT_URL="${SMOKE_PREDICT_URL:-$dev_url/predict}"
+    read -r CLIENT_ID CLIENT_SECRET < <(python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$dev_client") ||
+        { echo "smoke: cannot read client_id/client_secret from $dev_client" >&2; exit 2; }
+    set -- ""
+fi
+case $# in
+1) base="$1" ;;
+3)
+    base="$1"
+    CLIENT_ID="$2"
+    CLIENT_SECRET="$3"
+    ;;
+*) usage ;;
+esac
+base="${base%/}"
+TOKEN_URL="${SMOKE_TOKEN_URL:-$base}"
+PREDICT_URL="${SMOKE_PREDICT_URL:-$base}"
+TOKEN_URL="${TOKEN_URL%/}"
+PREDICT_URL="${PREDICT_URL%/}"
+TIMEOUT="${SMOKE_TIMEOUT:-30}"
+[[ -n "$TOKEN_URL" && -n "$PREDICT_URL" ]] ||
+    { echo "smoke: give BASE_URL, or both SMOKE_TOKEN_URL and SMOKE_PREDICT_URL" >&2; usage; }
+[[ -n "${CLIENT_ID:-}" && -n "${CLIENT_SECRET:-}" ]] ||
+    { echo "smoke: CLIENT_ID and CLIENT_SECRET are required (arguments or environment)" >&2; usage; }
+command -v curl >/dev/null || { echo "smoke: curl not found" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "smoke: python3 not found" >&2; exit 2; }
+export CLIENT_ID CLIENT_SECRET
+
+T="$(mktemp -d "${TMPDIR:-/tmp}/smla-smoke.XXXXXX")"
+chmod 700 "$T"
+trap 'rm -rf "$T"' EXIT
+export SMOKE_DIR="$T"
+
+PASSED=()
+green() { printf '\033[1;32m%s\033[0m' "$*"; }
+red() { printf '\033[1;31m%s\033[0m' "$*"; }
+
+# Python side of every check: reads the last response from $SMOKE_DIR and the step's state.
+cat >"$T/check.py" <<'EOF'
+import base64, json, os, re, sys
+
+D = os.environ["SMOKE_DIR"]
+STEP = sys.argv[1]
+
+
+def fail(msg):
+    body = ""
+    try:
+        body = open(f"{D}/body", encoding="utf-8", errors="replace").read(600)
+    except OSError:
+        pass
+    print(f"FAILED {STEP}: {msg}", file=sys.stderr)
+    print(f"  HTTP {status()} {headers().get('content-type', '')}", file=sys.stderr)
+    if body:
+        print(f"  body: {body}", file=sys.stderr)
+    if status() == 429:
+        print(f"  (rate-limited: Retry-After {headers().get('retry-after', '?')} s; this IP has spent its "
+              "budget, wait and run again)", file=sys.stderr)
+    sys.exit(1)
+
+
+def status():
+    try:
+        return int(open(f"{D}/status").read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def headers():
+    """Headers of the last response (the final one after any 100 Continue), names lower-cased."""
+    out = {}
+    try:
+        raw = open(f"{D}/headers", encoding="latin-1").read()
+    except OSError:
+        return out
+    for line in raw.splitlines():
+        if line.startswith("HTTP/"):
+            out = {}
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            out[name.strip().lower()] = value.strip()
+    return out
+
+
+def body_json():
+    try:
+        return json.load(open(f"{D}/body", encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"body is not JSON ({exc})")
+
+
+def expect(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def expect_status(code):
+    expect(status() == code, f"expected HTTP {code}, got {status() or 'no answer'}")
+
+
+def content_type(prefix):
+    ct = headers().get("content-type", "")
+    expect(ct.split(";")[0].strip().lower() == prefix, f"expected Content-Type {prefix}, got {ct!r}")
+
+
+def state(name, value=None):
+    path = f"{D}/state-{name}"
+    if value is None:
+        return open(path).read()
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def ratelimit_headers():
+    h = headers()
+    expect("ratelimit-policy" in h, "no RateLimit-Policy header")
+    expect("ratelimit" in h, "no RateLimit header")
+    expect(re.search(r'r=\d+', h["ratelimit"]) and re.search(r't=\d+', h["ratelimit"]),
+           f"RateLimit header {h['ratelimit']!r} lacks r=/t=")
+    return h["ratelimit"]
+
+
+def problem(code):
+    content_type("application/problem+json")
+    p = body_json()
+    for field in ("type", "title", "status", "detail"):
+        expect(field in p, f"problem body lacks {field!r}")
+    expect(p["status"] == code, f"problem status {p['status']} != {code}")
+    return p
+
+
+def b64url_json(part):
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+PROBA_SCOPE = "predict:proba"
+step = STEP
+
+if step == "health":
+    expect_status(200)
+    b = body_json()
+    expect(b.get("status") == "ok", f"status {b.get('status')!r} != 'ok'")
+    expect(b.get("model_version"), "no model_version")
+    state("model_version", b["model_version"])
+    print(f"model {b['model_version']}")
+
+elif step == "jwks":
+    expect_status(200)
+    b = body_json()
+    keys = b.get("keys")
+    expect(isinstance(keys, list) and keys, "no keys in the JWKS (run `admin keys generate`)")
+    private = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
+    kids = []
+    for key in keys:
+        leaked = private & set(key)
+        expect(not leaked, f"key {key.get('kid')!r} has private members {sorted(leaked)}")
+        for field in ("kid", "alg", "kty"):
+            expect(key.get(field), f"a key lacks {field!r}")
+        expect(key.get("use") == "sig", f"key {key['kid']!r} has use {key.get('use')!r}, not 'sig'")
+        kids.append(f"{key['kid']}:{key['alg']}")
+    cc = headers().get("cache-control", "")
+    expect("max-age" in cc, f"Cache-Control {cc!r} has no max-age")
+    state("kids", " ".join(kids))
+    print(f"{len(keys)} key(s): {', '.join(kids)}")
+
+elif step == "token-header":  # Authorization: Basic header file for the token request
+    raw = f"{os.environ['CLIENT_ID']}:{os.environ[sys.argv[2]]}".encode()
+    print("Authorization: Basic " + base64.b64encode(raw).decode())
+
+elif step == "token":
+    expect_status(200)
+    content_type("application/json")
+    h = headers()
+    expect("no-store" in h.get("cache-control", ""), f"Cache-Control {h.get('cache-control')!r} lacks no-store")
+    expect("no-cache" in h.get("pragma", ""), f"Pragma {h.get('pragma')!r} lacks no-cache")
+    b = body_json()
+    expect(str(b.get("token_type", "")).lower() == "bearer", f"token_type {b.get('token_type')!r}")
+    expect(isinstance(b.get("expires_in"), int) and b["expires_in"] > 0, f"expires_in {b.get('expires_in')!r}")
+    scopes = str(b.get("scope", "")).split()
+    expect("predict" in scopes, f"token scope {b.get('scope')!r} lacks 'predict' (create the client with it)")
+    tok = b.get("access_token")
+    expect(isinstance(tok, str) and tok.count(".") == 2, "access_token is not a JWT")
+    head = b64url_json(tok.split(".")[0])
+    expect(head.get("typ") == "at+jwt", f"token typ {head.get('typ')!r} != 'at+jwt'")
+    kids = state("kids").split()
+    expect(f"{head.get('kid')}:{head.get('alg')}" in kids,
+           f"token kid/alg {head.get('kid')}/{head.get('alg')} not in the JWKS ({kids})")
+    with open(f"{D}/bearer.hdr", "w") as f:
+        f.write(f"Authorization: Bearer {tok}\n")
+    state("scopes", " ".join(scopes))
+    print(f"scope {b.get('scope')!r}, expires_in {b['expires_in']} s, kid {head.get('kid')}")
+
+elif step in ("predict", "batch"):
+    expect_status(200)
+    content_type("application/json")
+    rl = ratelimit_headers()
+    b = body_json()
+    proba = PROBA_SCOPE in state("scopes").split()
+    version = state("model_version")
+    rows = [b] if step == "predict" else b.get("predictions")
+    expected = sys.argv[2].split(",")
+    expect(isinstance(rows, list) and len(rows) == len(expected),
+           f"expected {len(expected)} prediction(s), got {rows!r}")
+    for row, label in zip(rows, expected):
+        expect(row.get("label") == label, f"label {row.get('label')!r} != {label!r}")
+        expect(isinstance(row.get("prediction"), int), f"prediction {row.get('prediction')!r} is not a class index")
+        expect(isinstance(row.get("warnings"), list), "no warnings list")
+        if proba:
+            p = row.get("probabilities")
+            expect(isinstance(p, dict) and p, "scope predict:proba but no probabilities")
+            expect(max(p, key=p.get) == label, f"probabilities {p} disagree with label {label!r}")
+            expect(abs(sum(p.values()) - 1) < 1e-6, f"probabilities {p} do not sum to 1")
+        else:
+            expect("probabilities" not in row, "probabilities returned without scope predict:proba")
+    got_version = b.get("model_version") if step == "batch" else rows[0].get("model_version")
+    expect(got_version == version, f"model_version {got_version!r} != health's {version!r}")
+    print(f"{','.join(expected)}; RateLimit: {rl}")
+
+elif step == "model":
+    expect_status(200)
+    content_type("application/json")
+    b = body_json()
+    expect(b.get("version") == state("model_version"),
+           f"model card version {b.get('version')!r} != {state('model_version')!r}")
+    expect(re.fullmatch(r"[0-9a-f]{64}", str(b.get("sha256", ""))), f"sha256 {b.get('sha256')!r}")
+    expect("setosa" in json.dumps(b.get("labels")), f"labels {b.get('labels')!r} lack setosa")
+    print(f"version {b['version']}, sha256 {b['sha256'][:12]}…, labels {b.get('labels')}")
+
+elif step == "invalid-body":
+    expect_status(422)
+    p = problem(422)
+    errors = p.get("errors")
+    expect(isinstance(errors, list) and errors, "422 problem without an errors list")
+    pointers = [e.get("pointer") for e in errors]
+    expect("/data" in pointers, f"errors {errors} do not point at /data")
+    expect("ratelimit" not in headers(), "a rejected body carried RateLimit headers (spent quota?)")
+    print(f"{p['type']}: {pointers}")
+
+elif step == "no-token":
+    expect_status(401)
+    problem(401)
+    challenge = headers().get("www-authenticate", "")
+    expect(challenge.lower().startswith("bearer"), f"WWW-Authenticate {challenge!r} is not a Bearer challenge")
+    print(f"WWW-Authenticate: {challenge}")
+
+elif step == "wrong-secret":
+    expect_status(401)
+    content_type("application/json")
+    b = body_json()
+    expect(b.get("error") == "invalid_client", f"error {b.get('error')!r} != 'invalid_client'")
+    challenge = headers().get("www-authenticate", "")
+    expect(challenge.lower().startswith("basic"), f"WWW-Authenticate {challenge!r} is not a Basic challenge")
+    print(f"invalid_client, WWW-Authenticate: {challenge}")
+
+else:
+    fail(f"unknown step {step}")
+EOF
+
+# request STEP METHOD URL [CURL ARGS...]: one request; status, headers and body into $T.
+request() {
+    local step="$1" method="$2" url="$3"
+    shift 3
+    rm -f "$T/status" "$T/headers" "$T/body"
+    if ! curl -sS --max-time "$TIMEOUT" -X "$method" -o "$T/body" -D "$T/headers" -w '%{http_code}' \
+        "$@" "$url" >"$T/status" 2>"$T/curl.err"; then
+        printf '%s %s: %s %s: %s\n  (is the API up at that address?)\n' "$(red FAILED)" "$step" "$method" "$url" \
+            "$(cat "$T/curl.err")" >&2
+        exit 1
+    fi
+}
+
+# check STEP [ARGS...]: the Python checks for the response just received.
+check() {
+    local line
+    line=$(python3 "$T/check.py" "$@") || {
+        printf '%s (%s %s)\n' "$(red "smoke test failed at step '$1'")" "$TOKEN_URL" "$PREDICT_URL" >&2
+        exit 1
+    }
+    PASSED+=("$1")
+    printf '  %s %-13s %s\n' "$(green ok)" "$1" "$line"
+}
+
+json=(-H 'Content-Type: application/json')
+printf 'smoke: token routes at %s, predict routes at %s\n' "$TOKEN_URL" "$PREDICT_URL"
+
+request health GET "$PREDICT_URL/health"
+check health
+
+request jwks GET "$TOKEN_URL/.well-known/jwks.json"
+check jwks
+
+(umask 077 && python3 "$T/check.py" token-header CLIENT_SECRET >"$T/basic.hdr")
+request token POST "$TOKEN_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
+check token
+
+request predict POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
+    --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
+check predict setosa
+
+# Typical flowers of each class (the class means of the Iris data, rounded).
+request batch POST "$PREDICT_URL/predict/batch" -H @"$T/bearer.hdr" "${json[@]}" \
+    --data '{"instances": [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]]}'
+check batch setosa,versicolor,virginica
+
+request model GET "$PREDICT_URL/model" -H @"$T/bearer.hdr"
+check model
+
+request invalid-body POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
+    --data '{"data": [5.1, 3.5, 1.4]}'
+check invalid-body
+
+request no-token POST "$PREDICT_URL/predict" "${json[@]}" --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
+check no-token
+
+# A secret that cannot be the client's: its own with one more character.
+export SMOKE_WRONG_SECRET="${CLIENT_SECRET}x"
+(umask 077 && python3 "$T/check.py" token-header SMOKE_WRONG_SECRET >"$T/wrong.hdr")
+request wrong-secret POST "$TOKEN_URL/token" -H @"$T/wrong.hdr" --data-urlencode grant_type=client_credentials
+check wrong-secret
+
+printf '%s: %s checks passed (%s)\n' "$(green 'smoke test passed')" "${#PASSED[@]}" "${PASSED[*]}"
