@@ -49,3 +49,7 @@ deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minut
 
 smoke: ## Client-flow smoke test: make smoke URL=<ApiUrl> (CLIENT_ID, CLIENT_SECRET in env); no URL: make dev's stack
 	@scripts/smoke.sh $(if $(URL),"$(URL)",--dev)
+
+.PHONY: bench
+bench: ## Benchmarks (cold start, warm path, CPU path, sizes, cost) into BENCHMARKS.md; never fails tests
+	@scripts/bench.sh

@@ -1,0 +1,237 @@
+//! Function processes as Lambda runs them: a fresh process per cold start, an environment that
+//! holds only what Lambda and the template give it, stdout and stderr captured (CloudWatch's
+//! share of the cost is in those bytes), and peak memory read from `/proc` before it is killed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crate::Error;
+use crate::runtime_api::RuntimeApi;
+use crate::stack::Stack;
+
+/// Which function a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Predict,
+    Token,
+    /// The harness's own `null-function`: polls `/next` and answers `{}`. The floor of what
+    /// any function costs to start, to hold in memory and to invoke.
+    Null,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Predict => "predict",
+            Self::Token => "token",
+            Self::Null => "null",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "predict" => Ok(Self::Predict),
+            "token" => Ok(Self::Token),
+            "null" => Ok(Self::Null),
+            _ => Err(format!("unknown function {s:?} (predict, token, null)")),
+        }
+    }
+}
+
+/// Memory of a live process, from `/proc/<pid>/status`, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `VmHWM`: peak resident set size so far.
+    pub peak_kib: u64,
+    /// `VmRSS`: resident set size now.
+    pub rss_kib: u64,
+}
+
+/// A running function. Dropping it kills the process.
+#[derive(Debug)]
+pub struct FunctionProcess {
+    child: Child,
+    pub kind: Kind,
+    pub spawned_at: Instant,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl FunctionProcess {
+    /// Starts `binary` (for [`Kind::Null`]: this harness) against `api`. `overrides` replace
+    /// or add environment variables (e.g. `AWS_ENDPOINT_URL_DYNAMODB` through the counting
+    /// proxy, or a policy).
+    pub fn spawn(
+        kind: Kind,
+        binary: &Path,
+        stack: &Stack,
+        api: &RuntimeApi,
+        logs: &Path,
+        label: &str,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, Error> {
+        std::fs::create_dir_all(logs)?;
+        let stdout_path = logs.join(format!("{label}.stdout"));
+        let stderr_path = logs.join(format!("{label}.stderr"));
+        let mut env = stack.function_env(kind, &api.address());
+        for (name, value) in overrides {
+            env.retain(|(n, _)| n != name);
+            env.push(((*name).to_owned(), value.clone()));
+        }
+        let mut command = Command::new(binary);
+        if kind == Kind::Null {
+            command.arg("null-function");
+        }
+        command
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path)?)
+            .stderr(File::create(&stderr_path)?);
+        let spawned_at = Instant::now();
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        Ok(Self {
+            child,
+            kind,
+            spawned_at,
+            stdout_path,
+            stderr_path,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak and current RSS; `None` once the process is gone.
+    pub fn memory(&self) -> Option<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+        };
+        Some(Memory {
+            peak_kib: field("VmHWM:")?,
+            rss_kib: field("VmRSS:")?,
+        })
+    }
+
+    /// Bytes the function has written to stdout (its log lines) so far.
+    pub fn log_bytes(&self) -> u64 {
+        std::fs::metadata(&self.stdout_path).map_or(0, |m| m.len())
+    }
+
+    /// The captured stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Why the process is no longer running, with the end of its output; `None` while it runs.
+    pub fn exit_report(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        let tail = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(8)..].join("\n")
+        };
+        Some(format!(
+            "{} exited ({status})\nstdout:\n{}\nstderr:\n{}",
+            self.kind.name(),
+            tail(&self.stdout_path),
+            tail(&self.stderr_path)
+        ))
+    }
+
+    /// Adds the process's exit report (if it died) to an error.
+    pub fn explain(&mut self, error: Error) -> Error {
+        match self.exit_report() {
+            Some(report) => format!("{error}\n{report}").into(),
+            None => error,
+        }
+    }
+
+    /// Kills the process and reaps it.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `null-function` subcommand: a Runtime API client with nothing in it (std only, no
+/// async runtime, no SDK). Polls `/next`, answers `{"statusCode":200}`, forever.
+pub fn run_null_function() -> Result<(), Error> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    let api = std::env::var("AWS_LAMBDA_RUNTIME_API")?;
+    let stream = TcpStream::connect(&api)?;
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+
+    // Reads a response head and body; returns the request id header and the body.
+    let read_response = |reader: &mut BufReader<TcpStream>| -> Result<String, Error> {
+        let mut request_id = String::new();
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err("runtime API closed the connection".into());
+            }
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                } else if name.eq_ignore_ascii_case("lambda-runtime-aws-request-id") {
+                    value.trim().clone_into(&mut request_id);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        Ok(request_id)
+    };
+
+    let answer = br#"{"statusCode":200}"#;
+    loop {
+        write!(
+            writer,
+            "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n"
+        )?;
+        let request_id = read_response(&mut reader)?;
+        let mut post = format!(
+            "POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1\r\nHost: {api}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        )
+        .into_bytes();
+        post.extend_from_slice(answer);
+        writer.write_all(&post)?;
+        read_response(&mut reader)?;
+    }
+}

@@ -1,0 +1,203 @@
+//! `smla-bench`: the benchmark harness behind `scripts/bench.sh` (`make bench`).
+//!
+//! Layout:
+//! - [`runtime_api`]: a fake Lambda Runtime API; the harness plays the Lambda service for the
+//!   release binaries, so cold starts and invocations are timed where Lambda times them.
+//! - [`function`]: function processes (Lambda's environment, captured logs, peak RSS from
+//!   `/proc`) and the `null-function`, the floor any function is compared with.
+//! - [`raw`]: DynamoDB calls made by the harness itself: the floors, and the priming candidates.
+//! - [`instant`]: an endpoint that answers every DynamoDB call at once (the SDK's own cost).
+//! - [`proxy`]: a counting proxy in front of DynamoDB Local (calls per request).
+//! - [`scenarios`]: cold start, priming, warm, calls; each writes one JSON result.
+//! - [`report`]: turns the results, criterion's estimates and the artifact sizes into
+//!   `BENCHMARKS.md`.
+//!
+//! The harness reports; it never fails because a target was missed. It fails only when it
+//! cannot measure (a function that does not start, a DynamoDB Local that does not answer).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod events;
+mod function;
+mod http1;
+mod instant;
+mod proxy;
+mod raw;
+mod report;
+mod results;
+mod runtime_api;
+mod scenarios;
+mod stack;
+mod stats;
+
+/// Errors of a measuring tool: a message is all anyone needs.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smla-bench",
+    about = "Benchmarks of secure-ml-api (run through scripts/bench.sh)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Cold starts: fresh processes of one function, init + first + second invocation + peak RSS.
+    Coldstart {
+        #[arg(long)]
+        function: function::Kind,
+        /// The release binary (not needed for `null`).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Name of the result (default: the function's name), e.g. `predict-primed` for a
+        /// variant binary compared with the repository's.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// DynamoDB connection priming: fresh probe processes per priming mode.
+    Priming {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// One fresh process: build the SDK client, prime, time two writes; prints one JSON line.
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        prime: raw::Prime,
+        #[arg(long)]
+        key_prefix: String,
+    },
+    /// Warm invocations of one long-lived process next to the raw DynamoDB floor.
+    Warm {
+        #[arg(long)]
+        function: function::Kind,
+        #[arg(long)]
+        binary: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        invocations: usize,
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// DynamoDB calls per request through a counting proxy.
+    Calls {
+        #[arg(long)]
+        predict: PathBuf,
+        #[arg(long)]
+        token: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Warms DynamoDB Local's JVM (JIT) with the calls the scenarios make, so that the first
+    /// scenario does not pay for it.
+    WarmupDynamodb {
+        #[arg(long, default_value_t = 3000)]
+        calls: usize,
+    },
+    /// A Runtime API client that does nothing (the floor).
+    #[command(hide = true)]
+    NullFunction,
+    /// Writes BENCHMARKS.md from the results.
+    Report(report::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        // No async runtime here: the floor must carry nothing a function would not.
+        Command::NullFunction => function::run_null_function(),
+        command => tokio::runtime::Runtime::new()
+            .map_err(Error::from)
+            .and_then(|rt| rt.block_on(run(command))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("smla-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Coldstart {
+            function,
+            binary,
+            runs,
+            label,
+            out,
+        } => {
+            let stack = stack::Stack::from_env()?;
+            let binary = match (function, binary) {
+                (function::Kind::Null, _) => std::env::current_exe()?,
+                (_, Some(binary)) => binary,
+                (_, None) => return Err("--binary is required".into()),
+            };
+            let label = label.unwrap_or_else(|| function.name().to_owned());
+            let mut result =
+                scenarios::coldstart(&stack, function, &binary, runs, &out.join("logs")).await?;
+            result.function.clone_from(&label);
+            results::write(&out, &format!("coldstart-{label}"), &result)
+        }
+        Command::Priming { runs, out } => {
+            let stack = stack::Stack::from_env()?;
+            let result = scenarios::priming(&stack, runs).await?;
+            results::write(&out, "priming", &result)
+        }
+        Command::Probe { prime, key_prefix } => {
+            let result = scenarios::probe(prime, &key_prefix).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Command::Warm {
+            function,
+            binary,
+            invocations,
+            warmup,
+            out,
+        } => {
+            let stack = stack::Stack::from_env()?;
+            let logs = out.join("logs");
+            let result = match function {
+                function::Kind::Predict => {
+                    scenarios::warm_predict(&stack, &binary, invocations, warmup, &logs).await?
+                }
+                function::Kind::Token => {
+                    scenarios::warm_token(&stack, &binary, invocations, warmup, &logs).await?
+                }
+                function::Kind::Null => {
+                    return Err("warm runs the null function alongside predict".into());
+                }
+            };
+            results::write(&out, &format!("warm-{}", function.name()), &result)
+        }
+        Command::Calls {
+            predict,
+            token,
+            out,
+        } => {
+            let stack = stack::Stack::from_env()?;
+            let result = scenarios::calls(&stack, &predict, &token, &out.join("logs")).await?;
+            results::write(&out, "calls", &result)
+        }
+        Command::WarmupDynamodb { calls } => {
+            let stack = stack::Stack::from_env()?;
+            scenarios::warmup_dynamodb(&stack, calls).await
+        }
+        Command::NullFunction => function::run_null_function(),
+        Command::Report(args) => report::write(&args),
+    }
+}

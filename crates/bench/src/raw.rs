@@ -1,0 +1,162 @@
+//! DynamoDB calls made directly by the harness: the floors the functions are compared with,
+//! and the candidate priming calls.
+//!
+//! [`fresh_write`] is the rate limiter's FRESH write (same update and condition expressions,
+//! same return-value settings; see `secure_ml_core::ratelimit`) on a key nobody else uses, so
+//! it always succeeds with one round trip — exactly the DynamoDB work of an admitted request.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+/// A timed call: milliseconds, and how it ended (`ok` or the error code).
+#[derive(Debug, Clone)]
+pub struct Timed {
+    pub ms: f64,
+    pub outcome: String,
+}
+
+impl Timed {
+    pub fn ok(&self) -> bool {
+        self.outcome == "ok"
+    }
+}
+
+fn outcome<T, E: ProvideErrorMetadata>(
+    result: &Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) => {
+            e.err().code().unwrap_or("service-error").to_owned()
+        }
+        Err(aws_sdk_dynamodb::error::SdkError::TimeoutError(_)) => "timeout".to_owned(),
+        Err(aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)) => "dispatch-failure".to_owned(),
+        Err(_) => "sdk-error".to_owned(),
+    }
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// The limiter's FRESH conditional write for `pk` (cost 1 at 60/min).
+pub async fn fresh_write(client: &Client, table: &str, pk: &str) -> Timed {
+    let now = now_ms();
+    let tat = now + 1_000;
+    let expires_at = tat / 1_000 + 1 + 60;
+    let started = Instant::now();
+    let result = client
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .return_values(ReturnValue::UpdatedNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":now_s", n(now / 1_000))
+        .update_expression("SET tat = :tat, expires_at = :expires_at")
+        .condition_expression("attribute_not_exists(tat) OR tat <= :now OR expires_at < :now_s")
+        .expression_attribute_values(":tat", n(tat))
+        .expression_attribute_values(":expires_at", n(expires_at))
+        .send()
+        .await;
+    Timed {
+        ms: started.elapsed().as_secs_f64() * 1e3,
+        outcome: outcome(&result),
+    }
+}
+
+/// The token function's client lookup (`GetItem` by `client_id`).
+pub async fn get_client(client: &Client, table: &str, client_id: &str) -> Timed {
+    let started = Instant::now();
+    let result = client
+        .get_item()
+        .table_name(table)
+        .key("client_id", AttributeValue::S(client_id.to_owned()))
+        .send()
+        .await;
+    Timed {
+        ms: started.elapsed().as_secs_f64() * 1e3,
+        outcome: outcome(&result),
+    }
+}
+
+/// Ways to open the connection before the first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prime {
+    /// No priming: the first request pays for the connection.
+    None,
+    /// `UpdateItem` on a sentinel key with a condition no item can meet: allowed by the
+    /// predict role (`dynamodb:UpdateItem` only), writes nothing, billed as one failed
+    /// conditional write (1 WRU), answered `ConditionalCheckFailedException`.
+    SentinelUpdate,
+    /// `DescribeTable`: not in the predict role, so on AWS it is `AccessDeniedException` (which
+    /// still opens and authenticates the connection) — and a CloudTrail/`UserErrors` event on
+    /// every cold start. DynamoDB Local grants it.
+    DescribeTable,
+}
+
+impl Prime {
+    pub const ALL: [Prime; 3] = [Prime::None, Prime::SentinelUpdate, Prime::DescribeTable];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::SentinelUpdate => "sentinel-update",
+            Self::DescribeTable => "describe-table",
+        }
+    }
+}
+
+impl std::str::FromStr for Prime {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown priming mode {s:?}"))
+    }
+}
+
+/// The sentinel key of [`Prime::SentinelUpdate`]: no rate-limit key looks like it
+/// (those are `<group>#<ip>`).
+pub const SENTINEL_PK: &str = "prime#connection";
+
+/// Makes the priming call of `mode` (`None` for [`Prime::None`]).
+pub async fn prime(client: &Client, table: &str, mode: Prime) -> Option<Timed> {
+    let started = Instant::now();
+    let outcome = match mode {
+        Prime::None => return None,
+        Prime::SentinelUpdate => {
+            let result = client
+                .update_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(SENTINEL_PK.to_owned()))
+                .update_expression("REMOVE primed")
+                .condition_expression("attribute_exists(pk) AND attribute_not_exists(pk)")
+                .send()
+                .await;
+            outcome(&result)
+        }
+        Prime::DescribeTable => {
+            let result = client.describe_table().table_name(table).send().await;
+            outcome(&result)
+        }
+    };
+    Some(Timed {
+        ms: started.elapsed().as_secs_f64() * 1e3,
+        outcome,
+    })
+}

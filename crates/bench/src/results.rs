@@ -1,0 +1,154 @@
+//! What each scenario writes to the results directory (one JSON file each) and the report reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::Error;
+use crate::proxy::Counts;
+use crate::stats::Summary;
+
+/// Twenty (or `--runs`) fresh processes of one function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColdStart {
+    pub function: String,
+    pub binary: String,
+    pub binary_bytes: u64,
+    pub runs: usize,
+    /// Spawn to the first `/next` poll, ms.
+    pub init_ms: Summary,
+    /// First invocation (connection to DynamoDB not yet open), ms.
+    pub first_ms: Summary,
+    /// Second invocation of the same process, ms.
+    pub second_ms: Summary,
+    /// Init + first invocation: what the first caller waits for on top of the network, ms.
+    pub cold_total_ms: Summary,
+    /// `VmHWM` after the second invocation, KiB.
+    pub peak_rss_kib: Summary,
+    /// Mean of `ceil(init + first)`: Lambda bills a custom runtime's init with its first
+    /// invocation, rounded up to the millisecond.
+    pub billed_cold_ms_mean: f64,
+    pub failures: Vec<String>,
+    pub command: String,
+}
+
+/// One priming mode over `runs` fresh probe processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrimingMode {
+    pub mode: String,
+    /// Building the SDK client (`dynamodb_client`), ms.
+    pub client_build_ms: Summary,
+    /// The priming call itself (moved into init), ms.
+    pub prime_ms: Option<Summary>,
+    /// How the priming calls ended (`ok`, `ConditionalCheckFailedException`, ...).
+    pub prime_outcomes: BTreeMap<String, usize>,
+    /// The first real rate-limit write of the process, ms.
+    pub first_ms: Summary,
+    /// The second one: the warm floor, ms.
+    pub second_ms: Summary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Priming {
+    pub runs: usize,
+    pub modes: Vec<PrimingMode>,
+    pub command: String,
+}
+
+/// One probe process's answer (printed as one JSON line on stdout).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub mode: String,
+    pub client_build_ms: f64,
+    pub prime_ms: Option<f64>,
+    pub prime_outcome: Option<String>,
+    pub first_ms: f64,
+    pub first_outcome: String,
+    pub second_ms: f64,
+    pub second_outcome: String,
+}
+
+/// A long-lived function under sequential load, next to its floors measured in the same loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Warm {
+    pub function: String,
+    pub invocations: usize,
+    pub warmup: usize,
+    /// The function's invocation duration, ms.
+    pub function_ms: Summary,
+    /// The DynamoDB work of the same request made directly by the harness, ms.
+    pub floor_ms: Summary,
+    pub floor_description: String,
+    /// The same SDK call against an endpoint that answers at once: the SDK and loopback HTTP
+    /// alone, without DynamoDB Local's own work, ms.
+    pub sdk_floor_ms: Option<Summary>,
+    /// The handler's own `latency_ms` (its access-log line): the invocation minus the runtime.
+    pub handler_ms: Option<Summary>,
+    /// `GET /health` on the same process (runtime + routing, no token, no DynamoDB), ms.
+    pub health_ms: Option<Summary>,
+    /// The null function's invocation (the Runtime API round trip alone), ms.
+    pub null_ms: Option<Summary>,
+    /// Per-iteration ratio function / floor (paired samples), summarised.
+    pub paired_ratio: Summary,
+    /// Mean of `ceil(duration)`: what Lambda bills per warm invocation, ms.
+    pub billed_ms_mean: f64,
+    pub peak_rss_kib: u64,
+    pub rss_kib: u64,
+    pub null_peak_rss_kib: Option<u64>,
+    pub log_bytes_per_request: f64,
+    pub log_lines_per_request: f64,
+    pub non_2xx: usize,
+    pub command: String,
+}
+
+/// One request of the DynamoDB-calls scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallsRow {
+    pub case: String,
+    pub instance: String,
+    pub status: Option<u16>,
+    pub counts: Counts,
+    pub expected_calls: u64,
+    pub expected: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calls {
+    pub policy: String,
+    pub rows: Vec<CallsRow>,
+    pub command: String,
+}
+
+pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Reads `<dir>/<name>.json`; `None` when the scenario did not run.
+pub fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).ok()?;
+    serde_json::from_str(&text)
+        .map_err(|e| eprintln!("warning: {name}.json is unreadable: {e}"))
+        .ok()
+}
+
+/// The command line that produced a result, for the report.
+pub fn this_command() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

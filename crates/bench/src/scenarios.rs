@@ -1,0 +1,671 @@
+//! The measured scenarios. Each one drives release binaries through [`RuntimeApi`] and writes
+//! one JSON file (see [`crate::results`]); none of them decides pass or fail.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::events;
+use crate::function::{FunctionProcess, Kind};
+use crate::instant::InstantDynamo;
+use crate::proxy::{CountingProxy, Counts};
+use crate::raw::{self, Prime};
+use crate::results::{
+    Calls, CallsRow, ColdStart, Priming, PrimingMode, ProbeResult, Warm, this_command,
+};
+use crate::runtime_api::{Invocation, PostKind, RuntimeApi};
+use crate::stack::{self, Stack};
+use crate::stats::Summary;
+
+/// How long any single step may take before the scenario gives up (a hung function).
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+// Source-IP phases (`10.<phase>.x.y`): no two scenarios share a rate-limit key.
+const PHASE_COLD: u8 = 1;
+const PHASE_WARM: u8 = 3;
+const PHASE_FLOOR: u8 = 4;
+const PHASE_TOKEN: u8 = 5;
+const PHASE_CALLS: u8 = 6;
+
+fn summary(values: &[f64]) -> Result<Summary, Error> {
+    Summary::of(values).ok_or_else(|| Error::from("no successful samples"))
+}
+
+/// Mean of each value rounded up to a whole millisecond (Lambda's billing granularity).
+fn billed_mean(values_ms: &[f64]) -> f64 {
+    values_ms.iter().map(|v| v.ceil()).sum::<f64>() / values_ms.len().max(1) as f64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The event a function's first (and warm) requests carry: a real, successful request.
+fn real_request(kind: Kind, stack: &Stack, token: &str, ip: &str, seq: u64) -> Vec<u8> {
+    match kind {
+        Kind::Predict => events::predict(token, ip, seq),
+        Kind::Token => events::token(&stack.client_id, &stack.client_secret, ip, seq),
+        Kind::Null => events::empty(),
+    }
+}
+
+fn expect_ok(invocation: &Invocation, kind: Kind) -> Result<(), String> {
+    if invocation.kind != PostKind::Response {
+        return Err(format!(
+            "{} posted an invocation error: {}",
+            kind.name(),
+            String::from_utf8_lossy(&invocation.body)
+        ));
+    }
+    if kind == Kind::Null {
+        return Ok(());
+    }
+    match invocation.status() {
+        Some(200) => Ok(()),
+        status => Err(format!(
+            "{} answered {status:?}: {}",
+            kind.name(),
+            invocation.body_text()
+        )),
+    }
+}
+
+/// Makes `calls` rate-limit writes and client lookups, and prints how fast the last tenth went.
+pub async fn warmup_dynamodb(stack: &Stack, calls: usize) -> Result<(), Error> {
+    let client = stack::dynamodb().await?;
+    let mut last = Vec::new();
+    for i in 0..calls {
+        let write = raw::fresh_write(
+            &client,
+            &stack.rate_limit_table,
+            &format!("bench#warmup-{i}"),
+        )
+        .await;
+        let read = raw::get_client(&client, &stack.clients_table, &stack.client_id).await;
+        if !write.ok() || !read.ok() {
+            return Err(
+                format!("warm-up calls failed: {} / {}", write.outcome, read.outcome).into(),
+            );
+        }
+        if i >= calls - calls / 10 {
+            last.push(write.ms);
+        }
+    }
+    if let Some(s) = Summary::of(&last) {
+        eprintln!(
+            "DynamoDB Local warmed up: UpdateItem p50 {:.3} ms over the last {} calls",
+            s.p50, s.n
+        );
+    }
+    Ok(())
+}
+
+/// Cold starts: `runs` fresh processes, each invoked twice, then measured and killed.
+pub async fn coldstart(
+    stack: &Stack,
+    kind: Kind,
+    binary: &Path,
+    runs: usize,
+    logs: &Path,
+) -> Result<ColdStart, Error> {
+    let token = stack.mint_token()?;
+    let phase_base = match kind {
+        Kind::Predict => 0,
+        Kind::Token => 10_000,
+        Kind::Null => 20_000,
+    };
+    let (mut init, mut first, mut second, mut total, mut rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut failures = Vec::new();
+    for run in 0..runs {
+        let mut api = RuntimeApi::start(kind.name()).await?;
+        let label = format!("cold-{}-{run:02}", kind.name());
+        let mut function = FunctionProcess::spawn(kind, binary, stack, &api, logs, &label, &[])?;
+        let outcome: Result<(), Error> = async {
+            let poll = api.next_poll(STEP_TIMEOUT).await?;
+            let init_ms = ms(poll.at.saturating_duration_since(function.spawned_at));
+            let i = phase_base + 2 * run as u32;
+            let event = real_request(
+                kind,
+                stack,
+                &token,
+                &events::ip(PHASE_COLD, i),
+                u64::from(i),
+            );
+            let one = api.deliver(poll, event, STEP_TIMEOUT).await?;
+            expect_ok(&one, kind)?;
+            let event = real_request(kind, stack, &token, &events::ip(PHASE_COLD, i + 1), 0);
+            let two = api.invoke(event, STEP_TIMEOUT).await?;
+            expect_ok(&two, kind)?;
+            // Idle again (blocked on /next): every byte it will ever need has been touched.
+            let _idle = api.next_poll(STEP_TIMEOUT).await?;
+            let memory = function
+                .memory()
+                .ok_or_else(|| Error::from("process vanished before its memory was read"))?;
+            init.push(init_ms);
+            first.push(one.duration_ms());
+            second.push(two.duration_ms());
+            total.push(init_ms + one.duration_ms());
+            rss.push(memory.peak_kib as f64);
+            Ok(())
+        }
+        .await;
+        if let Err(error) = outcome {
+            let error = function.explain(error);
+            eprintln!("cold start {label} failed: {error}");
+            failures.push(error.to_string());
+        }
+        function.stop();
+        eprint!(".");
+    }
+    eprintln!();
+    let binary_bytes = std::fs::metadata(binary).map_or(0, |m| m.len());
+    Ok(ColdStart {
+        function: kind.name().to_owned(),
+        binary: binary.display().to_string(),
+        binary_bytes,
+        runs,
+        init_ms: summary(&init)?,
+        first_ms: summary(&first)?,
+        second_ms: summary(&second)?,
+        cold_total_ms: summary(&total)?,
+        peak_rss_kib: summary(&rss)?,
+        billed_cold_ms_mean: billed_mean(&total),
+        failures,
+        command: this_command(),
+    })
+}
+
+/// The `probe` subcommand, in a fresh process: build the client as the functions do, prime
+/// (or not), then time the first and second rate-limit writes.
+pub async fn probe(mode: Prime, key_prefix: &str) -> Result<ProbeResult, Error> {
+    let table = std::env::var("RATE_LIMIT_TABLE")?;
+    let started = Instant::now();
+    let client = stack::dynamodb().await?;
+    let client_build_ms = ms(started.elapsed());
+    let primed = raw::prime(&client, &table, mode).await;
+    let first = raw::fresh_write(&client, &table, &format!("{key_prefix}#1")).await;
+    let second = raw::fresh_write(&client, &table, &format!("{key_prefix}#2")).await;
+    Ok(ProbeResult {
+        mode: mode.name().to_owned(),
+        client_build_ms,
+        prime_ms: primed.as_ref().map(|p| p.ms),
+        prime_outcome: primed.map(|p| p.outcome),
+        first_ms: first.ms,
+        first_outcome: first.outcome,
+        second_ms: second.ms,
+        second_outcome: second.outcome,
+    })
+}
+
+/// Priming: `runs` fresh probe processes per mode, modes interleaved run by run so that
+/// machine noise spreads evenly over them.
+pub async fn priming(stack: &Stack, runs: usize) -> Result<Priming, Error> {
+    let exe = std::env::current_exe()?;
+    // The predict function's environment, nothing else (certificates, profile files and
+    // region are looked up exactly as in a function).
+    let env = stack.function_env(Kind::Predict, "127.0.0.1:9");
+    let mut by_mode: BTreeMap<&'static str, Vec<ProbeResult>> = BTreeMap::new();
+    for run in 0..runs {
+        for mode in Prime::ALL {
+            let output = tokio::task::spawn_blocking({
+                let (exe, env) = (exe.clone(), env.clone());
+                move || {
+                    std::process::Command::new(exe)
+                        .env_clear()
+                        .envs(env)
+                        .args(["probe", "--prime", mode.name(), "--key-prefix"])
+                        .arg(format!("bench#probe-{run}-{}", mode.name()))
+                        .output()
+                }
+            })
+            .await??;
+            if !output.status.success() {
+                return Err(format!(
+                    "probe {} failed: {}",
+                    mode.name(),
+                    String::from_utf8_lossy(&output.stderr)
+                )
+                .into());
+            }
+            let result: ProbeResult = serde_json::from_slice(&output.stdout)?;
+            if result.first_outcome != "ok" || result.second_outcome != "ok" {
+                return Err(format!("probe {} could not write: {result:?}", mode.name()).into());
+            }
+            by_mode.entry(mode.name()).or_default().push(result);
+        }
+        eprint!(".");
+    }
+    eprintln!();
+    let mut modes = Vec::new();
+    for mode in Prime::ALL {
+        let results = by_mode.remove(mode.name()).unwrap_or_default();
+        let pick = |f: fn(&ProbeResult) -> f64| results.iter().map(f).collect::<Vec<f64>>();
+        let primes: Vec<f64> = results.iter().filter_map(|r| r.prime_ms).collect();
+        let mut outcomes = BTreeMap::new();
+        for r in &results {
+            if let Some(o) = &r.prime_outcome {
+                *outcomes.entry(o.clone()).or_insert(0) += 1;
+            }
+        }
+        modes.push(PrimingMode {
+            mode: mode.name().to_owned(),
+            client_build_ms: summary(&pick(|r| r.client_build_ms))?,
+            prime_ms: Summary::of(&primes),
+            prime_outcomes: outcomes,
+            first_ms: summary(&pick(|r| r.first_ms))?,
+            second_ms: summary(&pick(|r| r.second_ms))?,
+        });
+    }
+    Ok(Priming {
+        runs,
+        modes,
+        command: this_command(),
+    })
+}
+
+/// The `latency_ms` of the handler's access-log line (`"message":"request"`) in a log slice.
+fn handler_latency(slice: &str) -> Option<f64> {
+    slice.lines().find_map(|line| {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        (value["message"] == "request").then(|| value["latency_ms"].as_f64())?
+    })
+}
+
+/// Line count and byte count of `text[from..to]`.
+fn log_slice(text: &str, from: u64, to: u64) -> (usize, u64) {
+    let (from, to) = (from as usize, (to as usize).min(text.len()));
+    let lines = text.get(from..to).map_or(0, |s| s.matches('\n').count());
+    (lines, (to - from.min(to)) as u64)
+}
+
+/// Warm `/predict`: one long-lived process, `invocations` requests from distinct source IPs
+/// (each admitted with one write), each followed in the same loop by the harness's own FRESH
+/// write, a `GET /health` on the same process and an invocation of the null function.
+pub async fn warm_predict(
+    stack: &Stack,
+    binary: &Path,
+    invocations: usize,
+    warmup: usize,
+    logs: &Path,
+) -> Result<Warm, Error> {
+    let client = stack::dynamodb().await?;
+    let instant = InstantDynamo::start().await?;
+    let instant_client = instant.client(&client);
+    let token = stack.mint_token()?;
+    let mut api = RuntimeApi::start("predict").await?;
+    let mut function = FunctionProcess::spawn(
+        Kind::Predict,
+        binary,
+        stack,
+        &api,
+        logs,
+        "warm-predict",
+        &[],
+    )?;
+    let mut null_api = RuntimeApi::start("null").await?;
+    let exe = std::env::current_exe()?;
+    let null = FunctionProcess::spawn(Kind::Null, &exe, stack, &null_api, logs, "warm-null", &[])?;
+
+    let (mut f_ms, mut floor_ms, mut health_ms, mut null_ms, mut ratio) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut sdk_ms = Vec::new();
+    let (mut non_2xx, mut log_lines, mut log_bytes) = (0usize, 0usize, 0u64);
+    let mut windows = Vec::new();
+    let result: Result<(), Error> = async {
+        for i in 0..(warmup + invocations) {
+            let measured = i >= warmup;
+            let n = i as u32;
+            let before = function.log_bytes();
+            let inv = api
+                .invoke(
+                    events::predict(&token, &events::ip(PHASE_WARM, n), n.into()),
+                    STEP_TIMEOUT,
+                )
+                .await?;
+            let after = function.log_bytes();
+            if expect_ok(&inv, Kind::Predict).is_err() {
+                non_2xx += 1;
+            }
+            let floor = raw::fresh_write(
+                &client,
+                &stack.rate_limit_table,
+                &format!("bench#{}", events::ip(PHASE_FLOOR, n)),
+            )
+            .await;
+            if !floor.ok() {
+                return Err(format!("floor write failed: {}", floor.outcome).into());
+            }
+            let sdk =
+                raw::fresh_write(&instant_client, &stack.rate_limit_table, "bench#instant").await;
+            if !sdk.ok() {
+                return Err(format!("instant endpoint write failed: {}", sdk.outcome).into());
+            }
+            let health = api
+                .invoke(events::health(&events::ip(PHASE_WARM, n), 0), STEP_TIMEOUT)
+                .await?;
+            let nul = null_api.invoke(events::empty(), STEP_TIMEOUT).await?;
+            if measured {
+                f_ms.push(inv.duration_ms());
+                floor_ms.push(floor.ms);
+                ratio.push(inv.duration_ms() / floor.ms);
+                health_ms.push(health.duration_ms());
+                sdk_ms.push(sdk.ms);
+                null_ms.push(nul.duration_ms());
+                windows.push((before, after));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        return Err(function.explain(error));
+    }
+    let _idle = api.next_poll(STEP_TIMEOUT).await?;
+    let memory = function.memory().ok_or("predict vanished")?;
+    let _null_idle = null_api.next_poll(STEP_TIMEOUT).await?;
+    let null_memory = null.memory();
+    let stdout = function.stdout();
+    let mut handler_ms = Vec::new();
+    for (from, to) in windows {
+        let (lines, bytes) = log_slice(&stdout, from, to);
+        log_lines += lines;
+        log_bytes += bytes;
+        if let Some(latency) = stdout
+            .get(from as usize..to as usize)
+            .and_then(handler_latency)
+        {
+            handler_ms.push(latency);
+        }
+    }
+    let measured = invocations.max(1) as f64;
+    Ok(Warm {
+        function: "predict".to_owned(),
+        handler_ms: Summary::of(&handler_ms),
+        invocations,
+        warmup,
+        function_ms: summary(&f_ms)?,
+        floor_ms: summary(&floor_ms)?,
+        floor_description: "raw UpdateItem (the limiter's FRESH write) from the harness".to_owned(),
+        sdk_floor_ms: Summary::of(&sdk_ms),
+        health_ms: Summary::of(&health_ms),
+        null_ms: Summary::of(&null_ms),
+        paired_ratio: summary(&ratio)?,
+        billed_ms_mean: billed_mean(&f_ms),
+        peak_rss_kib: memory.peak_kib,
+        rss_kib: memory.rss_kib,
+        null_peak_rss_kib: null_memory.map(|m| m.peak_kib),
+        log_bytes_per_request: log_bytes as f64 / measured,
+        log_lines_per_request: log_lines as f64 / measured,
+        non_2xx,
+        command: this_command(),
+    })
+}
+
+/// Warm `POST /token`: distinct source IPs, floor = the harness's own rate-limit write plus
+/// the client lookup (`GetItem`), the two DynamoDB calls of an issued token.
+pub async fn warm_token(
+    stack: &Stack,
+    binary: &Path,
+    invocations: usize,
+    warmup: usize,
+    logs: &Path,
+) -> Result<Warm, Error> {
+    let client = stack::dynamodb().await?;
+    let mut api = RuntimeApi::start("token").await?;
+    let mut function =
+        FunctionProcess::spawn(Kind::Token, binary, stack, &api, logs, "warm-token", &[])?;
+    let (mut f_ms, mut floor_ms, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut non_2xx, mut log_lines, mut log_bytes) = (0usize, 0usize, 0u64);
+    let mut windows = Vec::new();
+    let result: Result<(), Error> = async {
+        for i in 0..(warmup + invocations) {
+            let n = i as u32;
+            let before = function.log_bytes();
+            let event = events::token(
+                &stack.client_id,
+                &stack.client_secret,
+                &events::ip(PHASE_TOKEN, n),
+                n.into(),
+            );
+            let inv = api.invoke(event, STEP_TIMEOUT).await?;
+            let after = function.log_bytes();
+            if expect_ok(&inv, Kind::Token).is_err() {
+                non_2xx += 1;
+            }
+            let write = raw::fresh_write(
+                &client,
+                &stack.rate_limit_table,
+                &format!("bench#t{}", events::ip(PHASE_FLOOR, n)),
+            )
+            .await;
+            let read = raw::get_client(&client, &stack.clients_table, &stack.client_id).await;
+            if !write.ok() || !read.ok() {
+                return Err(
+                    format!("floor calls failed: {} / {}", write.outcome, read.outcome).into(),
+                );
+            }
+            if i >= warmup {
+                let floor = write.ms + read.ms;
+                f_ms.push(inv.duration_ms());
+                floor_ms.push(floor);
+                ratio.push(inv.duration_ms() / floor);
+                windows.push((before, after));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        return Err(function.explain(error));
+    }
+    let _idle = api.next_poll(STEP_TIMEOUT).await?;
+    let memory = function.memory().ok_or("token vanished")?;
+    let stdout = function.stdout();
+    for (from, to) in windows {
+        let (lines, bytes) = log_slice(&stdout, from, to);
+        log_lines += lines;
+        log_bytes += bytes;
+    }
+    let measured = invocations.max(1) as f64;
+    Ok(Warm {
+        function: "token".to_owned(),
+        invocations,
+        warmup,
+        function_ms: summary(&f_ms)?,
+        floor_ms: summary(&floor_ms)?,
+        floor_description: "raw UpdateItem + GetItem (client lookup) from the harness".to_owned(),
+        sdk_floor_ms: None,
+        handler_ms: None,
+        health_ms: None,
+        null_ms: None,
+        paired_ratio: summary(&ratio)?,
+        billed_ms_mean: billed_mean(&f_ms),
+        peak_rss_kib: memory.peak_kib,
+        rss_kib: memory.rss_kib,
+        null_peak_rss_kib: None,
+        log_bytes_per_request: log_bytes as f64 / measured,
+        log_lines_per_request: log_lines as f64 / measured,
+        non_2xx,
+        command: this_command(),
+    })
+}
+
+/// One step of the calls scenario.
+struct Step {
+    instance: usize,
+    case: &'static str,
+    event: Vec<u8>,
+    expected_calls: u64,
+    expected: &'static str,
+    report: bool,
+}
+
+/// DynamoDB calls per request, counted by a proxy in front of DynamoDB Local. Two predict
+/// instances (A and B) share the table, as two Lambda instances do; a strict policy (quota 1
+/// per minute, burst 3) keeps every bucket full for the few milliseconds the steps take.
+pub async fn calls(
+    stack: &Stack,
+    predict: &Path,
+    token_binary: &Path,
+    logs: &Path,
+) -> Result<Calls, Error> {
+    let proxy = CountingProxy::start(&stack.endpoint).await?;
+    let token = stack.mint_token()?;
+    let overrides = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()),
+        ("PREDICT_RATE_PER_MINUTE", "1".to_owned()),
+        ("PREDICT_BURST", "3".to_owned()),
+    ];
+    let mut apis = Vec::new();
+    let mut processes = Vec::new();
+    for (kind, binary, label) in [
+        (Kind::Predict, predict, "calls-predict-a"),
+        (Kind::Predict, predict, "calls-predict-b"),
+        (Kind::Token, token_binary, "calls-token"),
+    ] {
+        let api = RuntimeApi::start(kind.name()).await?;
+        processes.push(FunctionProcess::spawn(
+            kind, binary, stack, &api, logs, label, &overrides,
+        )?);
+        apis.push(api);
+    }
+    let names = ["A", "B", "token"];
+    let ip = |i| events::ip(PHASE_CALLS, i);
+    let (one, two, three, four) = (ip(1), ip(2), ip(3), ip(4));
+    let steps = vec![
+        Step {
+            instance: 0,
+            case: "admitted: key new to every instance",
+            event: events::predict(&token, &one, 1),
+            expected_calls: 1,
+            expected: "1 UpdateItem (FRESH)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "admitted: busy key this instance remembers",
+            event: events::predict(&token, &one, 2),
+            expected_calls: 1,
+            expected: "1 UpdateItem (EXTEND)",
+            report: true,
+        },
+        Step {
+            instance: 1,
+            case: "admitted: busy key new to this instance",
+            event: events::predict(&token, &one, 3),
+            expected_calls: 2,
+            expected: "2 UpdateItem (FRESH fails, EXTEND)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "(fill another key's burst)",
+            event: events::predict(&token, &two, 4),
+            expected_calls: 1,
+            expected: "1",
+            report: false,
+        },
+        Step {
+            instance: 0,
+            case: "(fill another key's burst)",
+            event: events::predict(&token, &two, 5),
+            expected_calls: 1,
+            expected: "1",
+            report: false,
+        },
+        Step {
+            instance: 0,
+            case: "(fill another key's burst)",
+            event: events::predict(&token, &two, 6),
+            expected_calls: 1,
+            expected: "1",
+            report: false,
+        },
+        Step {
+            instance: 1,
+            case: "refused: by DynamoDB (key new to this instance)",
+            event: events::predict(&token, &two, 7),
+            expected_calls: 1,
+            expected: "1 UpdateItem, condition fails (ALL_OLD → refuse)",
+            report: true,
+        },
+        Step {
+            instance: 1,
+            case: "refused again: same instance, before Retry-After",
+            event: events::predict(&token, &two, 8),
+            expected_calls: 0,
+            expected: "0 (from memory)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "refused: instance that filled the burst itself",
+            event: events::predict(&token, &two, 9),
+            expected_calls: 0,
+            expected: "0 (from memory)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "refused: batch of 4 rows > burst 3",
+            event: events::batch(&token, &three, 10, 4),
+            expected_calls: 0,
+            expected: "0 (can never fit)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "rejected: invalid token (401)",
+            event: events::predict_bad_token(&four, 11),
+            expected_calls: 0,
+            expected: "0 (auth before limit)",
+            report: true,
+        },
+        Step {
+            instance: 0,
+            case: "GET /health",
+            event: events::health(&four, 12),
+            expected_calls: 0,
+            expected: "0",
+            report: true,
+        },
+        Step {
+            instance: 2,
+            case: "POST /token: issued",
+            event: events::token(&stack.client_id, &stack.client_secret, &four, 13),
+            expected_calls: 2,
+            expected: "1 UpdateItem + 1 GetItem",
+            report: true,
+        },
+    ];
+    let mut rows = Vec::new();
+    for step in steps {
+        let before: Counts = proxy.counts();
+        let api = &mut apis[step.instance];
+        let invocation = match api.invoke(step.event, STEP_TIMEOUT).await {
+            Ok(inv) => inv,
+            Err(error) => return Err(processes[step.instance].explain(error)),
+        };
+        let counts = proxy.counts().since(&before);
+        if step.report {
+            rows.push(CallsRow {
+                case: step.case.to_owned(),
+                instance: names[step.instance].to_owned(),
+                status: invocation.status(),
+                counts,
+                expected_calls: step.expected_calls,
+                expected: step.expected.to_owned(),
+            });
+        }
+    }
+    for process in processes {
+        process.stop();
+    }
+    Ok(Calls {
+        policy: "PREDICT_RATE_PER_MINUTE=1, PREDICT_BURST=3 (token: template defaults)".to_owned(),
+        rows,
+        command: this_command(),
+    })
+}

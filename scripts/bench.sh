@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Benchmarks (run by `make bench`): cold start, warm path, CPU path, sizes, memory, DynamoDB
+# calls per request and cost per million predictions, each next to its floor measured in the same
+# run, written to BENCHMARKS.md. Leaves no process behind, whatever happens.
+#
+# Usage: scripts/bench.sh [--quick] [--out FILE]
+#   stages: tools -> build (x86_64 release functions, harness, criterion benches; before anything
+#           is timed) -> arm64 zips (cargo lambda) -> DynamoDB Local (free port) -> tables ->
+#           signing keys + a client (admin CLI) -> DynamoDB Local warm-up -> cold starts (null,
+#           predict, token) -> priming -> warm (predict, token) -> DynamoDB calls per request
+#           -> stop DynamoDB Local -> criterion (core parts, whole handler) -> report
+#   --quick      a smoke test of the pipeline: 3 cold starts, 200 warm invocations, short criterion
+#   --out FILE   where the report goes (default: BENCHMARKS.md at the repository root)
+# Environment: TOOLS_DIR; BENCH_COLD_RUNS (20), BENCH_WARM_INVOCATIONS (2000),
+#   BENCH_TOKEN_INVOCATIONS (300), BENCH_SKIP_ZIP=1 (no arm64 build; sizes left out),
+#   BENCH_PRIMED_DIR=DIR (also cold-start DIR/predict and DIR/token, variant builds such as the
+#   proposed DynamoDB priming, reported next to the repository's as "<fn>-primed").
+# Exit status: 0 when every stage measured, whatever the numbers say (benchmarks report, they
+# never fail a build); 1 when something could not be built, started or measured. The report is
+# written either way, with the stages that ran. Raw results and logs: target/bench-results/.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SMLA_ROOT"
+
+quick=false
+OUT="$SMLA_ROOT/BENCHMARKS.md"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --quick) quick=true ;;
+    --out)
+        OUT="$(realpath -m "${2:?--out needs a file}")"
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,20p' "$SMLA_ROOT/scripts/bench.sh"
+        exit 0
+        ;;
+    *) die "unknown argument $1 (try --help)" ;;
+    esac
+    shift
+done
+
+COLD_RUNS="${BENCH_COLD_RUNS:-20}"
+WARM_INVOCATIONS="${BENCH_WARM_INVOCATIONS:-2000}"
+TOKEN_INVOCATIONS="${BENCH_TOKEN_INVOCATIONS:-300}"
+CRITERION_ARGS=(--warm-up-time 1 --measurement-time 3)
+if $quick; then
+    COLD_RUNS=3 WARM_INVOCATIONS=200 TOKEN_INVOCATIONS=50
+    CRITERION_ARGS=(--warm-up-time 0.5 --measurement-time 1)
+fi
+
+RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/smla-bench.XXXXXX")"
+chmod 700 "$RUN_DIR"
+RESULTS="$RUN_DIR/results"
+KEEP_DIR="$SMLA_ROOT/target/bench-results" # raw results and logs survive the run
+HARNESS="$SMLA_ROOT/target/release/smla-bench"
+STARTED="$(date +%s)"
+FAILED=()
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+on_exit() {
+    local rc="$1"
+    print_timings
+    if [[ -d "$RESULTS" ]]; then
+        rm -rf "$KEEP_DIR"
+        mkdir -p "$KEEP_DIR"
+        cp -r "$RESULTS/." "$KEEP_DIR/" 2>/dev/null || true
+        cp "$RUN_DIR"/*.log "$KEEP_DIR/" 2>/dev/null || true
+    fi
+    if [[ "$rc" == 0 ]]; then
+        printf '\nbench.sh: done; report in %s, raw results in %s\n' "$OUT" "$KEEP_DIR" >&2
+    else
+        printf '\nbench.sh: FAILED (exit %s); raw results and logs in %s\n' "$rc" "$KEEP_DIR" >&2
+    fi
+}
+smla_init_cleanup on_exit
+SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")
+
+# measure NAME CMD...: run a measuring step; a failure is recorded, and the next stages still run.
+measure() {
+    local name="$1"
+    shift
+    stage_begin "$name"
+    if run_step "$@"; then
+        stage_end
+    else
+        stage_end "FAILED"
+        FAILED+=("$name")
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build everything first: nothing is timed while rustc runs.
+
+stage_begin "tools"
+ensure_tools
+stage_end
+
+BUILD_CMD="cargo build --release -p predict-function -p token-function"
+stage_begin "build: x86_64 release functions"
+# shellcheck disable=SC2086 # word splitting of the command is intended
+run_step $BUILD_CMD
+stage_end
+
+stage_begin "build: harness"
+run_step cargo build --release -p secure-ml-bench
+stage_end
+
+CRIT_CORE_CMD="cargo bench -p secure-ml-core --bench cpu_path -- ${CRITERION_ARGS[*]}"
+CRIT_HANDLER_CMD="cargo bench -p predict-function --bench handler -- ${CRITERION_ARGS[*]}"
+stage_begin "build: criterion benches"
+run_step cargo bench --no-run -p secure-ml-core --bench cpu_path
+run_step cargo bench --no-run -p predict-function --bench handler
+stage_end
+
+# The same command as `make build` (and SAM's rust-cargolambda), plus the zip: features unify
+# over the whole workspace exactly as in the deployed artifact.
+ZIP_CMD="cargo lambda build --release --arm64 --output-format zip --bin predict --bin token"
+if [[ "${BENCH_SKIP_ZIP:-}" == 1 ]]; then
+    log "BENCH_SKIP_ZIP=1: no arm64 build, sizes left out"
+else
+    stage_begin "build: arm64 zips (cargo lambda + zig)"
+    rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
+        run_step rustup target add aarch64-unknown-linux-gnu
+    # shellcheck disable=SC2086 # word splitting of the command is intended
+    if run_step $ZIP_CMD; then stage_end; else
+        stage_end "FAILED"
+        FAILED+=("arm64 zips")
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The local stack
+
+stage_begin "DynamoDB Local"
+DDB_PORT="$(free_port)"
+start_dynamodb "$DDB_PORT" "$RUN_DIR/dynamodb.log"
+stage_end
+
+stage_begin "tables, signing keys, client"
+suffix="$(date +%s)-$$"
+export_stack_env "$DDB_PORT" 0 "smla-bench-$suffix-rate-limits" "smla-bench-$suffix-clients" "$RUN_DIR"
+export TOKEN_ISSUER="urn:secure-ml-api:smla-bench" # the template's form
+create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
+generate_keys
+run_step cargo run -q -p admin -- client create --name bench --json >"$RUN_DIR/client.json" ||
+    die "'admin client create' failed"
+BENCH_CLIENT_ID="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$RUN_DIR/client.json")"
+BENCH_CLIENT_SECRET="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"])' "$RUN_DIR/client.json")"
+rm -f "$RUN_DIR/client.json"
+export BENCH_CLIENT_ID BENCH_CLIENT_SECRET
+stage_end
+
+# ---------------------------------------------------------------------------------------------
+# Measurements against the stack
+
+PREDICT_BIN="$SMLA_ROOT/target/release/predict"
+TOKEN_BIN="$SMLA_ROOT/target/release/token"
+mkdir -p "$RESULTS"
+
+# DynamoDB Local is a JVM: its first few thousand requests run interpreted. Warm it up so the
+# first scenario is not charged for its JIT.
+measure "warm up DynamoDB Local" "$HARNESS" warmup-dynamodb --calls 3000
+measure "cold start: null function" "$HARNESS" coldstart --function null --runs "$COLD_RUNS" --out "$RESULTS"
+measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
+measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
+# Optional experiment: variant binaries (e.g. the priming change proposed in BENCHMARKS.md, built
+# from a patched copy of the repository) measured under the same conditions, reported side by side.
+if [[ -n "${BENCH_PRIMED_DIR:-}" ]]; then
+    for fn in predict token; do
+        [[ -x "$BENCH_PRIMED_DIR/$fn" ]] || continue
+        measure "cold start: $fn (variant)" "$HARNESS" coldstart --function "$fn" \
+            --binary "$BENCH_PRIMED_DIR/$fn" --label "$fn-primed" --runs "$COLD_RUNS" --out "$RESULTS"
+    done
+fi
+measure "DynamoDB priming" "$HARNESS" priming --runs "$COLD_RUNS" --out "$RESULTS"
+measure "warm: predict" "$HARNESS" warm --function predict --binary "$PREDICT_BIN" --invocations "$WARM_INVOCATIONS" --out "$RESULTS"
+measure "warm: token" "$HARNESS" warm --function token --binary "$TOKEN_BIN" --invocations "$TOKEN_INVOCATIONS" --warmup 20 --out "$RESULTS"
+measure "DynamoDB calls per request" "$HARNESS" calls --predict "$PREDICT_BIN" --token "$TOKEN_BIN" --out "$RESULTS"
+
+# The CPU benches need no stack; stop DynamoDB Local (a JVM) so it cannot disturb them.
+stage_begin "stop DynamoDB Local"
+kill -TERM "$DYNAMODB_PID" 2>/dev/null || true
+for _ in $(seq 1 50); do kill -0 "$DYNAMODB_PID" 2>/dev/null || break; sleep 0.1; done
+_forget_session "$DYNAMODB_PID:leader"
+kill -KILL "$DYNAMODB_PID" 2>/dev/null || true
+stage_end
+
+export CRITERION_HOME="$RESULTS/criterion"
+# shellcheck disable=SC2086 # word splitting of the commands is intended
+measure "criterion: core parts" $CRIT_CORE_CMD
+# shellcheck disable=SC2086
+measure "criterion: whole handler" $CRIT_HANDLER_CMD
+
+stage_begin "report"
+run_step "$HARNESS" report --results "$RESULTS" --criterion "$CRITERION_HOME" \
+    --lambda-dir "$SMLA_ROOT/target/lambda" --release-dir "$SMLA_ROOT/target/release" --out "$OUT" \
+    --command "build=$BUILD_CMD" --command "zip=$ZIP_CMD" \
+    --command "criterion-core=$CRIT_CORE_CMD" --command "criterion-handler=$CRIT_HANDLER_CMD" \
+    --elapsed "scripts/bench.sh$($quick && echo ' --quick'), $(($(date +%s) - STARTED)) s including builds"
+stage_end
+
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    warn "stages that could not measure: ${FAILED[*]}"
+    exit 1
+fi
