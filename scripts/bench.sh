@@ -14,7 +14,8 @@
 # Environment: TOOLS_DIR; BENCH_COLD_RUNS (20), BENCH_WARM_INVOCATIONS (2000),
 #   BENCH_TOKEN_INVOCATIONS (300), BENCH_SKIP_ZIP=1 (no arm64 build; sizes left out),
 #   BENCH_PRIMED_DIR=DIR (also cold-start DIR/predict and DIR/token, variant builds such as the
-#   proposed DynamoDB priming, reported next to the repository's as "<fn>-primed").
+#   proposed DynamoDB priming, reported next to the repository's as "<fn>-primed"; their runs
+#   alternate with the repository binary's).
 # Exit status: 0 when every stage measured, whatever the numbers say (benchmarks report, they
 # never fail a build); 1 when something could not be built, started or measured. The report is
 # written either way, with the stages that ran. Raw results and logs: target/bench-results/.
@@ -32,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,20p' "$SMLA_ROOT/scripts/bench.sh"
+        sed -n '2,21p' "$SMLA_ROOT/scripts/bench.sh"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -97,9 +98,26 @@ ensure_tools
 stage_end
 
 BUILD_CMD="cargo build --release -p predict-function -p token-function"
+BIN_DIR="$RUN_DIR/bin"
 stage_begin "build: x86_64 release functions"
 # shellcheck disable=SC2086 # word splitting of the command is intended
 run_step $BUILD_CMD
+# Keep this build's own artifacts: `cargo bench` below rebuilds the same binaries with the bench
+# profile and the dev-dependencies' features (aws-sdk-dynamodb/test-util), and cargo then points
+# target/release/<bin> at those. The second cargo call is a no-op that names the artifacts.
+mkdir -p "$BIN_DIR"
+# shellcheck disable=SC2086
+cargo ${BUILD_CMD#cargo } --message-format=json 2>/dev/null | python3 -c '
+import json, shutil, sys
+copied = set()
+for line in sys.stdin:
+    msg = json.loads(line)
+    exe = msg.get("executable") if msg.get("reason") == "compiler-artifact" else None
+    if exe and msg["target"]["name"] in ("predict", "token"):
+        shutil.copy2(exe, sys.argv[1] + "/" + msg["target"]["name"])
+        copied.add(msg["target"]["name"])
+sys.exit(0 if copied == {"predict", "token"} else 1)
+' "$BIN_DIR" || die "could not locate the release binaries of predict and token"
 stage_end
 
 stage_begin "build: harness"
@@ -154,25 +172,26 @@ stage_end
 # ---------------------------------------------------------------------------------------------
 # Measurements against the stack
 
-PREDICT_BIN="$SMLA_ROOT/target/release/predict"
-TOKEN_BIN="$SMLA_ROOT/target/release/token"
+PREDICT_BIN="$BIN_DIR/predict"
+TOKEN_BIN="$BIN_DIR/token"
 mkdir -p "$RESULTS"
 
 # DynamoDB Local is a JVM: its first few thousand requests run interpreted. Warm it up so the
 # first scenario is not charged for its JIT.
 measure "warm up DynamoDB Local" "$HARNESS" warmup-dynamodb --calls 3000
 measure "cold start: null function" "$HARNESS" coldstart --function null --runs "$COLD_RUNS" --out "$RESULTS"
-measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
-measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
-# Optional experiment: variant binaries (e.g. the priming change proposed in BENCHMARKS.md, built
-# from a patched copy of the repository) measured under the same conditions, reported side by side.
-if [[ -n "${BENCH_PRIMED_DIR:-}" ]]; then
-    for fn in predict token; do
-        [[ -x "$BENCH_PRIMED_DIR/$fn" ]] || continue
-        measure "cold start: $fn (variant)" "$HARNESS" coldstart --function "$fn" \
-            --binary "$BENCH_PRIMED_DIR/$fn" --label "$fn-primed" --runs "$COLD_RUNS" --out "$RESULTS"
-    done
-fi
+# Optional experiment: variant binaries (e.g. the DynamoDB priming proposed in BENCHMARKS.md, built
+# from a patched copy of the repository), their runs alternating with the repository's.
+variant() {
+    [[ -n "${BENCH_PRIMED_DIR:-}" && -x "$BENCH_PRIMED_DIR/$1" ]] || return 0
+    printf '%s\n' --variant "$1-primed=$BENCH_PRIMED_DIR/$1"
+}
+mapfile -t PREDICT_VARIANT < <(variant predict)
+mapfile -t TOKEN_VARIANT < <(variant token)
+measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" \
+    "${PREDICT_VARIANT[@]+"${PREDICT_VARIANT[@]}"}" --runs "$COLD_RUNS" --out "$RESULTS"
+measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" \
+    "${TOKEN_VARIANT[@]+"${TOKEN_VARIANT[@]}"}" --runs "$COLD_RUNS" --out "$RESULTS"
 measure "DynamoDB priming" "$HARNESS" priming --runs "$COLD_RUNS" --out "$RESULTS"
 measure "warm: predict" "$HARNESS" warm --function predict --binary "$PREDICT_BIN" --invocations "$WARM_INVOCATIONS" --out "$RESULTS"
 measure "warm: token" "$HARNESS" warm --function token --binary "$TOKEN_BIN" --invocations "$TOKEN_INVOCATIONS" --warmup 20 --out "$RESULTS"
@@ -194,7 +213,7 @@ measure "criterion: whole handler" $CRIT_HANDLER_CMD
 
 stage_begin "report"
 run_step "$HARNESS" report --results "$RESULTS" --criterion "$CRITERION_HOME" \
-    --lambda-dir "$SMLA_ROOT/target/lambda" --release-dir "$SMLA_ROOT/target/release" --out "$OUT" \
+    --lambda-dir "$SMLA_ROOT/target/lambda" --release-dir "$BIN_DIR" --out "$OUT" \
     --command "build=$BUILD_CMD" --command "zip=$ZIP_CMD" \
     --command "criterion-core=$CRIT_CORE_CMD" --command "criterion-handler=$CRIT_HANDLER_CMD" \
     --elapsed "scripts/bench.sh$($quick && echo ' --quick'), $(($(date +%s) - STARTED)) s including builds"

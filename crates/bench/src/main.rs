@@ -56,10 +56,10 @@ enum Command {
         binary: Option<PathBuf>,
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Name of the result (default: the function's name), e.g. `predict-primed` for a
-        /// variant binary compared with the repository's.
-        #[arg(long)]
-        label: Option<String>,
+        /// Variant binaries measured alongside, runs alternating: `LABEL=PATH`, e.g.
+        /// `predict-primed=/tmp/patched/target/release/predict` (result `coldstart-LABEL`).
+        #[arg(long = "variant", value_parser = parse_variant)]
+        variants: Vec<(String, PathBuf)>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -113,6 +113,15 @@ enum Command {
     Report(report::Args),
 }
 
+fn parse_variant(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((label, path)) if !label.is_empty() && !path.is_empty() => {
+            Ok((label.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected LABEL=PATH, got {s:?}")),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -137,7 +146,7 @@ async fn run(command: Command) -> Result<(), Error> {
             function,
             binary,
             runs,
-            label,
+            variants,
             out,
         } => {
             let stack = stack::Stack::from_env()?;
@@ -146,11 +155,14 @@ async fn run(command: Command) -> Result<(), Error> {
                 (_, Some(binary)) => binary,
                 (_, None) => return Err("--binary is required".into()),
             };
-            let label = label.unwrap_or_else(|| function.name().to_owned());
-            let mut result =
-                scenarios::coldstart(&stack, function, &binary, runs, &out.join("logs")).await?;
-            result.function.clone_from(&label);
-            results::write(&out, &format!("coldstart-{label}"), &result)
+            let mut binaries = vec![(function.name().to_owned(), binary)];
+            binaries.extend(variants);
+            let results =
+                scenarios::coldstart(&stack, function, &binaries, runs, &out.join("logs")).await?;
+            for result in &results {
+                results::write(&out, &format!("coldstart-{}", result.function), result)?;
+            }
+            Ok(())
         }
         Command::Priming { runs, out } => {
             let stack = stack::Stack::from_env()?;

@@ -52,7 +52,9 @@ impl Args {
 // ---------------------------------------------------------------------------------------------
 // Prices (AWS list prices, us-east-1). Stated, dated, and used nowhere else.
 
-const PRICES_AS_OF: &str = "us-east-1 list prices as published in 2025 (DynamoDB on-demand after the 1 Nov 2024 reduction)";
+const PRICES_AS_OF: &str = "us-east-1 on-demand list prices as published by AWS in 2024–2025 \
+    (DynamoDB on-demand after the 1 November 2024 reduction), the free tier ignored; not re-checked \
+    at run time";
 /// Lambda arm64 duration, per GB-second (first 7.5 billion GB-s per month).
 const LAMBDA_ARM_GB_S: f64 = 0.000_013_333_4;
 /// Lambda requests, per million.
@@ -139,6 +141,8 @@ fn code(s: &str) -> String {
 /// One line of the summary table.
 struct Row {
     stage: String,
+    /// How far above its floor, in ms (time rows only): picks the costliest stage.
+    excess_ms: Option<f64>,
     measured: String,
     floor: String,
     ratio: String,
@@ -292,6 +296,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         if let Some(null) = &cold_null {
             rows.push(Row {
                 stage: format!("cold start · {f} · init (spawn → first `/next`)"),
+                excess_ms: Some(cold.init_ms.p50 - null.init_ms.p50),
                 measured: spread_ms(&cold.init_ms),
                 floor: format!("null function: {}", ms(null.init_ms.p50)),
                 ratio: ratio(cold.init_ms.p50, null.init_ms.p50),
@@ -302,6 +307,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         }
         rows.push(Row {
             stage: format!("cold start · {f} · first invocation"),
+            excess_ms: unprimed.map(|u| cold.first_ms.p50 - u.first_ms.p50),
             measured: format!(
                 "{}; 2nd invocation p50 {}",
                 spread_ms(&cold.first_ms),
@@ -320,6 +326,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         });
         rows.push(Row {
             stage: format!("cold start · {f} · init + first invocation"),
+            excess_ms: cold_floor.map(|f| cold.cold_total_ms.p50 - f),
             measured: spread_ms(&cold.cold_total_ms),
             floor: cold_floor.map_or("—".into(), |f| {
                 format!(
@@ -336,6 +343,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         });
         rows.push(Row {
             stage: format!("cold start · {f} · peak RSS (VmHWM after 2 invocations)"),
+            excess_ms: None,
             measured: format!(
                 "p50 {} (max {})",
                 mib(cold.peak_rss_kib.p50),
@@ -357,6 +365,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
     if let (Some(p), Some(u)) = (&priming, unprimed) {
         rows.push(Row {
             stage: "DynamoDB first call of a process · unprimed".to_owned(),
+            excess_ms: Some(u.first_ms.p50 - u.second_ms.p50),
             measured: spread_ms(&u.first_ms),
             floor: format!("2nd call, same process: {}", ms(u.second_ms.p50)),
             ratio: ratio(u.first_ms.p50, u.second_ms.p50),
@@ -367,6 +376,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         if let Some(s) = sentinel {
             rows.push(Row {
                 stage: "DynamoDB first call · primed at init (sentinel `UpdateItem`)".to_owned(),
+                excess_ms: Some(s.first_ms.p50 - s.second_ms.p50),
                 measured: format!(
                     "{}; the priming call itself p50 {}",
                     spread_ms(&s.first_ms),
@@ -395,6 +405,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         ] {
             rows.push(Row {
                 stage: format!("warm · {} · invocation {label}", warm.function),
+                excess_ms: Some(f - fl),
                 measured: format!(
                     "{label} {} (n={}, non-2xx {})",
                     ms(f),
@@ -414,6 +425,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
                     "warm · {} · handler's own latency (its log line's `latency_ms`)",
                     warm.function
                 ),
+                excess_ms: Some(h.p50 - warm.floor_ms.p50),
                 measured: spread_ms(h),
                 floor: format!("{}: {}", warm.floor_description, ms(warm.floor_ms.p50)),
                 ratio: ratio(h.p50, warm.floor_ms.p50),
@@ -428,6 +440,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
                     "warm · {} · `GET /health` (runtime + routing, no auth, no DynamoDB)",
                     warm.function
                 ),
+                excess_ms: Some(h.p50 - n.p50),
                 measured: spread_ms(h),
                 floor: format!("null function invocation: {}", ms(n.p50)),
                 ratio: ratio(h.p50, n.p50),
@@ -442,6 +455,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
                 warm.function,
                 warm.warmup + warm.invocations
             ),
+            excess_ms: None,
             measured: format!(
                 "{} (RSS now {})",
                 mib(warm.peak_rss_kib as f64),
@@ -493,6 +507,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         if let Some(m) = m {
             rows.push(Row {
                 stage: stage.to_owned(),
+                excess_ms: floor.as_ref().map(|(_, ns)| (m.median_ns / per - ns) / 1e6),
                 measured: crit_cell(m, per),
                 floor: floor
                     .as_ref()
@@ -613,6 +628,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
         if let Some(zip) = zip {
             rows.push(Row {
                 stage: format!("size · {f} · arm64 `bootstrap.zip`"),
+                excess_ms: None,
                 measured: format!(
                     "{} zipped{}",
                     mb(zip),
@@ -638,6 +654,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
             .count();
         rows.push(Row {
             stage: "DynamoDB calls per request (SPEC §3 cost table)".to_owned(),
+            excess_ms: None,
             measured: format!("{matching}/{} cases as specified (see below)", c.rows.len()),
             floor: "admitted: 1 write; refused again: 0".to_owned(),
             ratio: "—".to_owned(),
@@ -652,6 +669,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
     if let Some(cost) = &cost {
         rows.push(Row {
             stage: "cost per million predictions (1 % cold)".to_owned(),
+            excess_ms: None,
             measured: format!("${:.3}", cost.total),
             floor: format!(
                 "per-request prices alone (HTTP API + Lambda requests + 1 WRU): ${:.3}",
@@ -685,7 +703,8 @@ pub fn write(args: &Args) -> Result<(), Error> {
          against DynamoDB Local (in-memory, Java) on the same two cores. **The deployed build is arm64** \
          (Graviton, `provided.al2023`, 128 MB ≈ 1/14 of a vCPU), where the CPU-bound parts run \
          several times slower and the DynamoDB round trip is a network hop with TLS instead of \
-         loopback; the zip sizes below are of the real arm64 artifacts.\n",
+         loopback (and `cargo lambda` builds with `panic = \"abort\"`); the zip sizes below are \
+         of the real arm64 artifacts.\n",
         args.command("build")
     );
 
@@ -706,6 +725,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
     let slowest = rows
         .iter()
         .filter(|r| !r.stage.starts_with("cost") && !r.stage.starts_with("size"))
+        .filter(|r| !r.stage.contains("-primed"))
         .filter_map(|r| {
             r.ratio
                 .trim_end_matches('×')
@@ -717,13 +737,28 @@ pub fn write(args: &Args) -> Result<(), Error> {
     if let Some((x, r)) = slowest {
         let _ = writeln!(
             out,
-            "\nSlowest stage relative to its floor: **{}** at {:.2}× ({} against {}).",
+            "\nLargest ratio to its floor: **{}** at {:.2}× ({} against {}).",
             r.stage, x, r.measured, r.floor
+        );
+    }
+    let costliest = rows
+        .iter()
+        .filter(|r| !r.stage.contains("-primed"))
+        .filter_map(|r| r.excess_ms.map(|e| (e, r)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((e, r)) = costliest {
+        let _ = writeln!(
+            out,
+            "\nLargest absolute cost above its floor: **{}**, {} more ({} against {}).",
+            r.stage,
+            ms(e),
+            r.measured,
+            r.floor
         );
     }
     let missed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.verdict != "met" && r.verdict != "—")
+        .filter(|r| r.verdict != "met" && r.verdict != "—" && !r.stage.contains("-primed"))
         .map(|r| r.stage.as_str())
         .collect();
     let _ = writeln!(
@@ -906,10 +941,14 @@ fn details(
                 ms(c.init_ms.p50),
                 ms(n.init_ms.p50),
                 ms(u.client_build_ms.p50),
-                if c.function.starts_with("predict") {
-                    ", model decode and sha256 check"
-                } else {
-                    ", crypto self-test, second SDK config"
+                match (
+                    c.function.starts_with("predict"),
+                    c.function.ends_with("-primed")
+                ) {
+                    (true, false) => ", model decode and sha256 check",
+                    (true, true) => ", model decode and sha256 check, the priming call",
+                    (false, false) => ", crypto self-test, second SDK config",
+                    (false, true) => ", crypto self-test, second SDK config, the priming call",
                 },
                 ms((c.init_ms.p50 - n.init_ms.p50 - u.client_build_ms.p50).max(0.0))
             );
@@ -1000,7 +1039,9 @@ fn details(
              key has that shape) with a condition no item can satisfy \
              (`attribute_exists(pk) AND attribute_not_exists(pk)`): allowed, writes nothing, answers \
              `ConditionalCheckFailedException`, billed as one failed conditional write (1 WRU, \
-             $0.000000625 per cold start).\n\
+             $0.000000625 per cold start). The token function's role has `GetItem` on the \
+             clients table: a `GetItem` of a client id that cannot exist primes its (shared) \
+             client for half a read unit, without an error.\n\
              - **Where.** Concurrently with the JWKS load (`tokio::join!`): on AWS that is a Secrets \
              Manager round trip, so the DynamoDB handshake hides behind it and init grows by little \
              or nothing. Any failure is logged and ignored — init must never fail because DynamoDB \

@@ -2,7 +2,7 @@
 //! one JSON file (see [`crate::results`]); none of them decides pass or fail.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -101,80 +101,94 @@ pub async fn warmup_dynamodb(stack: &Stack, calls: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Cold starts: `runs` fresh processes, each invoked twice, then measured and killed.
+/// Cold starts: `runs` fresh processes of each binary, each invoked twice, then measured and
+/// killed. With several binaries (the repository's and variants of it) runs alternate, so that
+/// a noisy minute on the machine hits every binary alike.
 pub async fn coldstart(
     stack: &Stack,
     kind: Kind,
-    binary: &Path,
+    binaries: &[(String, PathBuf)],
     runs: usize,
     logs: &Path,
-) -> Result<ColdStart, Error> {
+) -> Result<Vec<ColdStart>, Error> {
     let token = stack.mint_token()?;
     let phase_base = match kind {
         Kind::Predict => 0,
-        Kind::Token => 10_000,
-        Kind::Null => 20_000,
+        Kind::Token => 20_000,
+        Kind::Null => 40_000,
     };
-    let (mut init, mut first, mut second, mut total, mut rss) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut failures = Vec::new();
+    #[derive(Default)]
+    struct Series {
+        init: Vec<f64>,
+        first: Vec<f64>,
+        second: Vec<f64>,
+        total: Vec<f64>,
+        rss: Vec<f64>,
+        failures: Vec<String>,
+    }
+    let mut series: Vec<Series> = binaries.iter().map(|_| Series::default()).collect();
     for run in 0..runs {
-        let mut api = RuntimeApi::start(kind.name()).await?;
-        let label = format!("cold-{}-{run:02}", kind.name());
-        let mut function = FunctionProcess::spawn(kind, binary, stack, &api, logs, &label, &[])?;
-        let outcome: Result<(), Error> = async {
-            let poll = api.next_poll(STEP_TIMEOUT).await?;
-            let init_ms = ms(poll.at.saturating_duration_since(function.spawned_at));
-            let i = phase_base + 2 * run as u32;
-            let event = real_request(
-                kind,
-                stack,
-                &token,
-                &events::ip(PHASE_COLD, i),
-                u64::from(i),
-            );
-            let one = api.deliver(poll, event, STEP_TIMEOUT).await?;
-            expect_ok(&one, kind)?;
-            let event = real_request(kind, stack, &token, &events::ip(PHASE_COLD, i + 1), 0);
-            let two = api.invoke(event, STEP_TIMEOUT).await?;
-            expect_ok(&two, kind)?;
-            // Idle again (blocked on /next): every byte it will ever need has been touched.
-            let _idle = api.next_poll(STEP_TIMEOUT).await?;
-            let memory = function
-                .memory()
-                .ok_or_else(|| Error::from("process vanished before its memory was read"))?;
-            init.push(init_ms);
-            first.push(one.duration_ms());
-            second.push(two.duration_ms());
-            total.push(init_ms + one.duration_ms());
-            rss.push(memory.peak_kib as f64);
-            Ok(())
+        for (b, ((name, binary), acc)) in binaries.iter().zip(&mut series).enumerate() {
+            let mut api = RuntimeApi::start(kind.name()).await?;
+            let label = format!("cold-{name}-{run:02}");
+            let mut function =
+                FunctionProcess::spawn(kind, binary, stack, &api, logs, &label, &[])?;
+            let i = phase_base + 2 * (run * binaries.len() + b) as u32;
+            let outcome: Result<(), Error> = async {
+                let poll = api.next_poll(STEP_TIMEOUT).await?;
+                let init_ms = ms(poll.at.saturating_duration_since(function.spawned_at));
+                let ip = events::ip(PHASE_COLD, i);
+                let event = real_request(kind, stack, &token, &ip, u64::from(i));
+                let one = api.deliver(poll, event, STEP_TIMEOUT).await?;
+                expect_ok(&one, kind)?;
+                let ip = events::ip(PHASE_COLD, i + 1);
+                let two = api
+                    .invoke(real_request(kind, stack, &token, &ip, 0), STEP_TIMEOUT)
+                    .await?;
+                expect_ok(&two, kind)?;
+                // Idle again (blocked on /next): every byte it will ever need has been touched.
+                let _idle = api.next_poll(STEP_TIMEOUT).await?;
+                let memory = function
+                    .memory()
+                    .ok_or_else(|| Error::from("process vanished before its memory was read"))?;
+                acc.init.push(init_ms);
+                acc.first.push(one.duration_ms());
+                acc.second.push(two.duration_ms());
+                acc.total.push(init_ms + one.duration_ms());
+                acc.rss.push(memory.peak_kib as f64);
+                Ok(())
+            }
+            .await;
+            if let Err(error) = outcome {
+                let error = function.explain(error);
+                eprintln!("cold start {label} failed: {error}");
+                acc.failures.push(error.to_string());
+            }
+            function.stop();
         }
-        .await;
-        if let Err(error) = outcome {
-            let error = function.explain(error);
-            eprintln!("cold start {label} failed: {error}");
-            failures.push(error.to_string());
-        }
-        function.stop();
         eprint!(".");
     }
     eprintln!();
-    let binary_bytes = std::fs::metadata(binary).map_or(0, |m| m.len());
-    Ok(ColdStart {
-        function: kind.name().to_owned(),
-        binary: binary.display().to_string(),
-        binary_bytes,
-        runs,
-        init_ms: summary(&init)?,
-        first_ms: summary(&first)?,
-        second_ms: summary(&second)?,
-        cold_total_ms: summary(&total)?,
-        peak_rss_kib: summary(&rss)?,
-        billed_cold_ms_mean: billed_mean(&total),
-        failures,
-        command: this_command(),
-    })
+    binaries
+        .iter()
+        .zip(series)
+        .map(|((name, binary), s)| {
+            Ok(ColdStart {
+                function: name.clone(),
+                binary: binary.display().to_string(),
+                binary_bytes: std::fs::metadata(binary).map_or(0, |m| m.len()),
+                runs,
+                init_ms: summary(&s.init)?,
+                first_ms: summary(&s.first)?,
+                second_ms: summary(&s.second)?,
+                cold_total_ms: summary(&s.total)?,
+                peak_rss_kib: summary(&s.rss)?,
+                billed_cold_ms_mean: billed_mean(&s.total),
+                failures: s.failures,
+                command: this_command(),
+            })
+        })
+        .collect()
 }
 
 /// The `probe` subcommand, in a fresh process: build the client as the functions do, prime
