@@ -329,7 +329,14 @@ start_watch() {
     local port="$1" env_file="$2" logfile="$3"
     shift 3
     command -v cargo-lambda >/dev/null || die "cargo-lambda missing from $VENV: run scripts/tools.sh"
+    # --features: `cargo build --workspace --all-targets` (make test) resolves features for all
+    # members and their dev-dependencies at once, and a few of those reach deep into the SDK
+    # (the mocked clients of secure-ml-core/test-support, the model's training code, the admin
+    # CLI's SSO support). Asking for the same ones here makes this build of the functions reuse
+    # the test build's SDK instead of compiling it a second time (minutes on 2 cores). The
+    # deployed binaries (`sam build`, `make build`) are built without them.
     spawn "$logfile" env -u RUST_LOG -C "$SMLA_ROOT" cargo lambda watch \
+        --features secure-ml-core/test-support,iris-model/training,aws-config/sso \
         --invoke-address 127.0.0.1 --invoke-port "$port" --env-file "$env_file" "$@"
     WATCH_PID=$SPAWNED_PID
     WATCH_LOG="$logfile"

@@ -9,6 +9,7 @@
 //! - [`auth`]: access tokens (EdDSA JWT issue and verification), signing keys, the client registry.
 //! - [`ratelimit`]: per-IP GCRA rate limiting with state in DynamoDB.
 //! - [`telemetry`]: JSON logs and CloudWatch embedded metrics.
+//! - `testing` (feature `test-support`): mocked SDK clients for the functions' tests.
 
 pub mod auth;
 pub mod config;
@@ -18,3 +19,5 @@ pub mod predict;
 pub mod problem;
 pub mod ratelimit;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -18,7 +18,6 @@ use std::hint::black_box;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Request, Service, service_fn};
@@ -27,6 +26,7 @@ use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettin
 use secure_ml_core::config::Vars;
 use secure_ml_core::model::ServedModel;
 use secure_ml_core::ratelimit::{ClientKey, Group, RateLimitConfig, RateLimiter};
+use secure_ml_core::testing::{RuleMode, mock, mock_dynamodb};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 // `cargo clippy --all-targets` checks benches with `cfg(test)`, which brings the handler's
@@ -46,7 +46,7 @@ const AUD: &str = "secure-ml-api";
 fn mocked_dynamodb() -> aws_sdk_dynamodb::Client {
     let writes = mock!(aws_sdk_dynamodb::Client::update_item)
         .then_output(|| UpdateItemOutput::builder().build());
-    mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&writes])
+    mock_dynamodb(RuleMode::MatchAny, &[&writes])
 }
 
 /// Deps as `main` builds them, except the DynamoDB client, which answers every `UpdateItem`

@@ -211,11 +211,11 @@ mod tests {
 
     use super::*;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
     use secure_ml_core::auth::token::unix_now;
     use secure_ml_core::auth::{KeySet, TokenIssuer, TokenSettings};
     use secure_ml_core::config::Vars;
     use secure_ml_core::ratelimit::{RateLimitConfig, Tier};
+    use secure_ml_core::testing::{Rule, RuleMode, mock, mock_dynamodb};
     use serde_json::Value;
 
     const ISS: &str = "https://auth.secure-ml-api.test";
@@ -244,7 +244,7 @@ mod tests {
             let verifier = Verifier::from_jwks(ISS, AUD, &issuer.jwks(now)).unwrap();
             let writes = mock!(aws_sdk_dynamodb::Client::update_item)
                 .then_output(|| UpdateItemOutput::builder().build());
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&writes]);
+            let client = mock_dynamodb(RuleMode::MatchAny, &[&writes]);
             let config =
                 RateLimitConfig::from_vars(&Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]))
                     .unwrap();

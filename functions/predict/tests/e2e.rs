@@ -16,7 +16,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
+use bytes::Bytes;
 use secure_ml_core::auth::ClientRegistry;
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::ratelimit::Tier;
@@ -30,12 +35,58 @@ const NEEDS_STACK: &str = "needs the local stack: run `make test`";
 /// admission against the others.
 const CONCURRENT_CLIENTS: usize = 16;
 
-/// An HTTP client that gives up instead of hanging the test run.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap()
+/// A plain HTTP/1.1 client over hyper (already in the build through the AWS SDK, with the
+/// same features, so these tests add no second build of it) that gives up after a minute
+/// instead of hanging the test run.
+#[derive(Clone)]
+struct Http(Client<HttpConnector, Full<Bytes>>);
+
+fn http_client() -> Http {
+    Http(Client::builder(TokioExecutor::new()).build_http())
+}
+
+impl Http {
+    /// Sends one request and returns status, lower-case headers and the body as JSON (`Null`
+    /// when it is not JSON).
+    async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .unwrap();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            let response = self.0.request(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url}: no answer within 60 s"));
+        let (parts, body) = response;
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send("GET", url, headers, "").await
+    }
+
+    async fn post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        self.send("POST", url, headers, body).await
+    }
 }
 
 fn env(name: &str) -> String {
@@ -113,20 +164,20 @@ fn uuid_like() -> String {
 }
 
 /// Invokes `function` with `event` through the Lambda invoke API and decodes the HTTP response.
-async fn invoke(http: &reqwest::Client, function: &str, event: &Value) -> Reply {
+async fn invoke(http: &Http, function: &str, event: &Value) -> Reply {
     let url = format!(
         "{}/2015-03-31/functions/{function}/invocations",
         watch_url()
     );
-    let raw: Value = http
-        .post(url)
-        .json(event)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = http
+        .post(
+            &url,
+            &[("content-type", "application/json")],
+            &event.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "invoke API: {reply:?}");
+    let raw = reply.body;
     let headers = raw["headers"]
         .as_object()
         .map(|h| {
@@ -152,7 +203,7 @@ async fn invoke(http: &reqwest::Client, function: &str, event: &Value) -> Reply 
 }
 
 /// `POST /token` with HTTP Basic credentials from `ip`, through the invoke API.
-async fn token_from(http: &reqwest::Client, ip: &str, id: &str, secret: &str) -> Reply {
+async fn token_from(http: &Http, ip: &str, id: &str, secret: &str) -> Reply {
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
     let headers = json!({
@@ -173,7 +224,7 @@ async fn token_from(http: &reqwest::Client, ip: &str, id: &str, secret: &str) ->
     .await
 }
 
-async fn predict_from(http: &reqwest::Client, ip: &str, token: &str, extra: Value) -> Reply {
+async fn predict_from(http: &Http, ip: &str, token: &str, extra: Value) -> Reply {
     let mut headers =
         json!({ "authorization": format!("Bearer {token}"), "content-type": "application/json" });
     if let (Some(h), Some(extra)) = (headers.as_object_mut(), extra.as_object()) {
@@ -193,7 +244,7 @@ async fn predict_from(http: &reqwest::Client, ip: &str, token: &str, extra: Valu
     .await
 }
 
-async fn access_token(http: &reqwest::Client, scopes: &[&str], tier: Tier) -> String {
+async fn access_token(http: &Http, scopes: &[&str], tier: Tier) -> String {
     let (id, secret) = create_client(scopes, tier).await;
     let reply = token_from(http, &fresh_ip(), &id, &secret).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -210,63 +261,65 @@ mod client_flow {
         let base = watch_url();
         let (id, secret) = create_client(&["predict", "predict:proba"], Tier::Free).await;
 
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
         let token = http
-            .post(format!("{base}/lambda-url/token/token"))
-            .basic_auth(&id, Some(&secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(token.status(), 200);
-        assert_eq!(token.headers()["cache-control"], "no-store");
-        let token: Value = token.json().await.unwrap();
+            .post(
+                &format!("{base}/lambda-url/token/token"),
+                &[
+                    ("authorization", &format!("Basic {basic}")),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                "grant_type=client_credentials",
+            )
+            .await;
+        assert_eq!(token.status, 200, "{token:?}");
+        assert_eq!(token.header("cache-control"), Some("no-store"));
+        let token = token.body;
         assert_eq!(token["token_type"], "Bearer");
         assert_eq!(token["scope"], "predict predict:proba");
-        let bearer = token["access_token"].as_str().unwrap();
+        let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
 
         let prediction = http
-            .post(format!("{base}/lambda-url/predict/predict"))
-            .bearer_auth(bearer)
-            .json(&json!({"data": [5.1, 3.5, 1.4, 0.2]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(prediction.status(), 200);
-        assert!(prediction.headers().contains_key("ratelimit-policy"));
-        assert!(prediction.headers().contains_key("ratelimit"));
-        let prediction: Value = prediction.json().await.unwrap();
+            .post(
+                &format!("{base}/lambda-url/predict/predict"),
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                r#"{"data": [5.1, 3.5, 1.4, 0.2]}"#,
+            )
+            .await;
+        assert_eq!(prediction.status, 200, "{prediction:?}");
+        assert!(prediction.header("ratelimit-policy").is_some());
+        assert!(prediction.header("ratelimit").is_some());
+        let prediction = prediction.body;
         assert_eq!(prediction["label"], "setosa");
         assert!(prediction["probabilities"]["setosa"].as_f64().unwrap() > 0.5);
 
-        let card: Value = http
-            .get(format!("{base}/lambda-url/predict/model"))
-            .bearer_auth(bearer)
-            .send()
+        let card = http
+            .get(
+                &format!("{base}/lambda-url/predict/model"),
+                &[("authorization", &bearer)],
+            )
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .body;
         assert_eq!(card["version"], prediction["model_version"]);
 
-        let health: Value = http
-            .get(format!("{base}/lambda-url/predict/health"))
-            .send()
+        let health = http
+            .get(&format!("{base}/lambda-url/predict/health"), &[])
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .body;
         assert_eq!(health["status"], "ok");
 
         let jwks = http
-            .get(format!("{base}/lambda-url/token/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
-        let jwks: Value = jwks.json().await.unwrap();
+            .get(
+                &format!("{base}/lambda-url/token/.well-known/jwks.json"),
+                &[],
+            )
+            .await;
+        assert_eq!(jwks.header("cache-control"), Some("public, max-age=300"));
+        let jwks = jwks.body;
         assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
         assert!(
             jwks["keys"][0].get("d").is_none(),

@@ -411,11 +411,11 @@ mod tests {
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_sdk_dynamodb::types::error::ResourceNotFoundException;
-    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
     use secure_ml_core::auth::registry::{ClientInfo, ClientStatus, item_from_record, rfc3339};
     use secure_ml_core::auth::secret::SecretHash;
     use secure_ml_core::auth::{ClientRecord, KeySet, Tier, TokenSettings, Verifier};
     use secure_ml_core::ratelimit::RateLimitConfig;
+    use secure_ml_core::testing::{Rule, RuleMode, mock, mock_dynamodb};
     use serde_json::Value;
 
     /// The client the `events/token-*.json` files authenticate as. Test-only credentials.
@@ -461,7 +461,7 @@ mod tests {
             let found = item.clone().filter(|item| item.get("client_id") == wanted);
             GetItemOutput::builder().set_item(found).build()
         });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let client = mock_dynamodb(RuleMode::MatchAny, &[&rule]);
         (ClientRegistry::new(client, "clients-test"), rule)
     }
 
@@ -489,7 +489,7 @@ mod tests {
     fn admitting_limiter() -> RateLimiter {
         let rule = mock!(aws_sdk_dynamodb::Client::update_item)
             .then_output(|| UpdateItemOutput::builder().build());
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let client = mock_dynamodb(RuleMode::MatchAny, &[&rule]);
         let vars = secure_ml_core::config::Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]);
         RateLimiter::new(client, RateLimitConfig::from_vars(&vars).unwrap())
     }
@@ -565,7 +565,7 @@ mod tests {
                         .build(),
                 )
             });
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+            let client = mock_dynamodb(RuleMode::MatchAny, &[&rule]);
             let vars = secure_ml_core::config::Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]);
             (
                 RateLimiter::new(client, RateLimitConfig::from_vars(&vars).unwrap()),
@@ -820,7 +820,7 @@ mod tests {
                         .build(),
                 )
             });
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+            let client = mock_dynamodb(RuleMode::MatchAny, &[&rule]);
             let deps = deps_with(ClientRegistry::new(client, "clients-test"));
             let response = handle(&deps, event("token-valid-basic.json")).await;
             assert_oauth_error(&response, 503, "temporarily_unavailable");
