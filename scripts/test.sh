@@ -4,7 +4,7 @@
 # stopped at the end, pass, fail or Ctrl-C.
 #
 # Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
-#   stages: tools -> cargo fmt --check -> clippy -D warnings -> build -> DynamoDB Local
+#   stages: tools -> cargo fmt --check -> clippy -D warnings -> cargo deny -> build -> DynamoDB Local
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
 #           both functions warmed) -> cargo test --workspace -- --include-ignored [LIBTEST_ARGS]
 #   --no-lint        skip fmt and clippy (quick local iterations)
@@ -13,8 +13,8 @@
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
-#   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=1 (include
-#   its release arm64 sam build and zip-size check).
+#   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
+#   its release arm64 sam build and zip-size check outside CI).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
@@ -81,6 +81,12 @@ if $lint; then
     stage_end
 fi
 
+# Licences, banned and duplicate crates, sources (deny.toml); offline: advisories need the
+# network (README "Supply chain").
+stage_begin "cargo deny (bans, licenses, sources)"
+run_step cargo-deny --offline check bans licenses sources
+stage_end
+
 # Compile everything before any server starts: a build failure is reported as one, and the
 # "tests" stage below measures running them. One build of all targets resolves features once for
 # the whole workspace, so `cargo test` reuses it and the admin binary below comes from it too
@@ -144,14 +150,58 @@ fi
 stage_end "$([[ $smoke_rc == 0 ]] && echo ok || echo "FAILED (exit $smoke_rc)")"
 
 stage_begin "cargo test (unit + integration)"
+# The e2e tests write every secret and token they use to SMLA_CANARY_FILE; the leak scan below
+# searches the logs for them. fault_injection stops DynamoDB Local, so it runs alone, later.
+export SMLA_CANARY_FILE="$RUN_DIR/canaries" SMLA_WATCH_LOG="$WATCH_LOG" SMLA_DYNAMODB_PID="$DYNAMODB_PID"
+(umask 077 && : >"$SMLA_CANARY_FILE")
 test_rc=0
-run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored "${libtest_args[@]+"${libtest_args[@]}"}" ||
-    test_rc=$?
+run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored --skip fault_injection \
+    "${libtest_args[@]+"${libtest_args[@]}"}" || test_rc=$?
 stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
 
-# --- Hook: hardening (later stage; needs the stack above, so it runs before teardown) ---------
-#   schemathesis against openapi.yaml at $SMLA_WATCH_URL/lambda-url/<fn> (PyPI, into the venv)
-#   and a bounded `cargo fuzz` run of the request parsers.
+# DynamoDB Local stopped (SIGSTOP) mid-run and resumed, with nothing else running against the
+# stack: responses within the configured bound under the configured fail policy, then recovery
+# in the same function instances (no new init).
+fault_rc=0
+if [[ ${#libtest_args[@]} == 0 ]]; then
+    stage_begin "fault injection (DynamoDB stopped mid-run)"
+    run_step cargo test "${cargo_locked[@]}" -p predict-function --test e2e fault_injection \
+        -- --include-ignored || fault_rc=$?
+    stage_end "$([[ $fault_rc == 0 ]] && echo ok || echo "FAILED (exit $fault_rc)")"
+fi
+
+# Secrets never reach a log: every secret and token the tests used (canaries), the smoke test's
+# client secret and the private signing keys, searched for in everything the functions and
+# DynamoDB Local logged during the run.
+stage_begin "secrets never logged (log scan)"
+leak_rc=0
+{
+    cat "$SMLA_CANARY_FILE"
+    "$VENV/bin/python" - "$RUN_DIR/smoke-client.json" "$SIGNING_KEYS_FILE" <<'PY'
+import json, sys
+smoke, keys = sys.argv[1:]
+try:
+    print(json.load(open(smoke))["client_secret"])
+except (OSError, ValueError, KeyError):
+    pass
+for key in json.load(open(keys)).get("keys", []):
+    for field in ("d", "private_key", "pkcs8"):
+        if isinstance(key.get(field), str):
+            print(key[field])
+PY
+} | awk 'length($0) >= 16' | sort -u >"$RUN_DIR/canaries.all"
+canaries="$(wc -l <"$RUN_DIR/canaries.all")"
+if [[ "$canaries" -lt 3 ]]; then
+    warn "only $canaries secrets to search for: the tests did not record theirs"
+    leak_rc=1
+elif grep -F -n -f "$RUN_DIR/canaries.all" "$WATCH_LOG" "$RUN_DIR/dynamodb.log" >"$RUN_DIR/leaks" 2>/dev/null; then
+    warn "a secret appears in the logs ($(wc -l <"$RUN_DIR/leaks") lines; file:line below, values withheld):"
+    cut -d: -f1,2 "$RUN_DIR/leaks" | head -n 20 >&2
+    leak_rc=1
+else
+    log "searched $(cat "$WATCH_LOG" "$RUN_DIR/dynamodb.log" | wc -l) log lines for $canaries secrets: none found"
+fi
+stage_end "$([[ $leak_rc == 0 ]] && echo ok || echo FAILED)"
 
 # --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
 #   scripts/deploy_checks.sh: cfn-lint template.yaml; sam validate --lint (offline); sam build
@@ -160,13 +210,14 @@ stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
 deploy_rc=0
 if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_begin "deploy checks (scripts/deploy_checks.sh)"
-    # The release arm64 `sam build` takes 7-20 minutes cold on 2 cores; the test command checks
-    # the template offline and `make deploy-checks` (or TEST_SAM_BUILD=1) adds the build itself.
-    deploy_args=(--no-build)
-    [[ "${TEST_SAM_BUILD:-0}" == 1 ]] && deploy_args=()
+    # Includes the release arm64 `sam build` of both functions and the zip-size check (minutes
+    # on a fresh clone, seconds when target/ is warm). TEST_SAM_BUILD=0 skips the build in quick
+    # local iterations; CI always builds.
+    deploy_args=()
+    [[ "${TEST_SAM_BUILD:-1}" == 0 && "${CI:-}" != "true" ]] && deploy_args=(--no-build)
     run_step "$SMLA_ROOT/scripts/deploy_checks.sh" "${deploy_args[@]+"${deploy_args[@]}"}" || deploy_rc=$?
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$fault_rc" "$leak_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -5,7 +5,7 @@ use lambda_http::{Error, Request, run, service_fn};
 use secure_ml_core::auth::{Verifier, VerifierConfig};
 use secure_ml_core::config::Vars;
 use secure_ml_core::model::ServedModel;
-use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter, dynamodb_client};
+use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter, check_table, dynamodb_client};
 
 mod handler;
 
@@ -16,14 +16,21 @@ static MODEL_MANIFEST: &str = include_str!(env!("MODEL_MANIFEST_PATH"));
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let started = std::time::Instant::now();
     let vars = Vars::from_env();
     secure_ml_core::telemetry::init(vars.get("RUST_LOG"));
     let deps = match init(&vars).await {
-        Ok(deps) => deps,
+        Ok(deps) => {
+            // Once per instance: counting these lines counts cold starts.
+            tracing::info!(init_ms = started.elapsed().as_millis() as u64, "init complete");
+            deps
+        }
         Err(message) => {
-            // One clear line naming the problem; Lambda reports the init failure.
+            // One clear line naming the problem, then a non-zero exit: Lambda reports the init
+            // failure (Runtime.ExitError) and retries init on the next request. Returning the
+            // error from main would print it a second time.
             tracing::error!(error = %message, "init failed");
-            return Err(message.into());
+            std::process::exit(1);
         }
     };
     let deps = &deps;
@@ -36,11 +43,15 @@ async fn main() -> Result<(), Error> {
 async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let model = ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).map_err(|e| e.to_string())?;
     let verifier_config = VerifierConfig::from_vars(vars).map_err(|e| e.to_string())?;
-    let verifier = Verifier::load(verifier_config)
-        .await
-        .map_err(|e| e.to_string())?;
     let limit_config = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let dynamodb = dynamodb_client(&limit_config.dynamo).await;
+    // The public keys and the table check are independent network calls: overlap them.
+    let (verifier, table) = tokio::join!(
+        Verifier::load(verifier_config),
+        check_table(&dynamodb, &limit_config.table, "RATE_LIMIT_TABLE"),
+    );
+    let verifier = verifier.map_err(|e| e.to_string())?;
+    table?;
     let limiter = RateLimiter::new(dynamodb, limit_config);
     Ok(handler::Deps {
         model,

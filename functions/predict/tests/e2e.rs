@@ -457,3 +457,258 @@ mod rate_limits {
         );
     }
 }
+
+/// DynamoDB Local frozen mid-run (SIGSTOP: it accepts connections and never answers, the worst
+/// case for latency) and resumed. Run alone by `make test`'s fault stage, never beside other
+/// tests: every request to the stack fails while DynamoDB is stopped.
+mod fault_injection {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Resumes DynamoDB Local when dropped, so a failing assertion cannot leave it stopped.
+    struct Stopped(String);
+
+    impl Stopped {
+        fn new(pid: &str) -> Self {
+            signal("STOP", pid);
+            Self(pid.to_owned())
+        }
+    }
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            signal("CONT", &self.0);
+        }
+    }
+
+    fn signal(name: &str, pid: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    fn init_count() -> usize {
+        std::fs::read_to_string(env("SMLA_WATCH_LOG"))
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("\"init complete\""))
+            .count()
+    }
+
+    fn millis(name: &str, default: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    #[tokio::test]
+    #[ignore = "run alone by make test's fault stage: it stops DynamoDB Local"]
+    async fn dynamodb_stopped_mid_run_then_resumed() {
+        let http = http_client();
+        let token = access_token(&http, &["predict"], Tier::Free).await;
+        let warm = predict_from(&http, &fresh_ip(), &token, json!({})).await;
+        assert_eq!(warm.status, 200, "{warm:?}");
+        let inits = init_count();
+        assert!(inits >= 1, "the watch log shows no init");
+
+        // The configured bound: the SDK's operation timeout (retries included), plus what the
+        // local invoke path itself costs.
+        let bound = Duration::from_millis(millis("DYNAMODB_OPERATION_TIMEOUT_MS", 800) + 1_000);
+        let fail_open = std::env::var("RATE_LIMIT_FAIL_POLICY").is_ok_and(|p| p == "open");
+
+        {
+            let _stopped = Stopped::new(&env("SMLA_DYNAMODB_PID"));
+            for round in 0..4 {
+                let started = Instant::now();
+                let reply = predict_from(&http, &fresh_ip(), &token, json!({})).await;
+                let took = started.elapsed();
+                assert!(took <= bound, "round {round}: {took:?} > {bound:?}");
+                if fail_open {
+                    assert_eq!(reply.status, 200, "fail-open admits: {reply:?}");
+                } else {
+                    assert_eq!(reply.status, 503, "fail-closed refuses: {reply:?}");
+                    assert_eq!(
+                        reply.body["type"], "/problems/service-unavailable",
+                        "{reply:?}"
+                    );
+                    assert!(reply.header("retry-after").is_some(), "{reply:?}");
+                }
+
+                // The token endpoint checks its limit first: the same policy applies there.
+                let started = Instant::now();
+                let reply = token_from(
+                    &http,
+                    &fresh_ip(),
+                    "cl_00000000000000000000000000000000",
+                    "x",
+                )
+                .await;
+                let took = started.elapsed();
+                assert!(took <= bound * 2, "token round {round}: {took:?}");
+                assert!(
+                    [503, 401].contains(&reply.status),
+                    "token during the outage: {reply:?}"
+                );
+                if !fail_open {
+                    // Refused by the limiter before any credential is read: a problem, like
+                    // every rate-limit answer (the OAuth error format is for credentials).
+                    assert_eq!(reply.status, 503, "{reply:?}");
+                    assert_eq!(reply.body["type"], "/problems/service-unavailable");
+                }
+            }
+
+            // /health never touches DynamoDB.
+            let health = http
+                .get(&format!("{}/lambda-url/predict/health", watch_url()), &[])
+                .await;
+            assert_eq!(health.status, 200, "{health:?}");
+        }
+
+        // Resumed: the same instances recover on their own, no new init.
+        let started = Instant::now();
+        loop {
+            let reply = predict_from(&http, &fresh_ip(), &token, json!({})).await;
+            if reply.status == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no recovery 15 s after DynamoDB resumed: {reply:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let token_again = access_token(&http, &["predict"], Tier::Free).await;
+        assert!(!token_again.is_empty());
+        assert_eq!(init_count(), inits, "recovery must not need a cold start");
+    }
+}
+
+/// The whole client flow with recognisable secrets: none of them may come back in a response
+/// (other than the token response that hands the token out) — and none may reach a log line:
+/// every value is appended to `SMLA_CANARY_FILE`, which `make test` searches the function and
+/// DynamoDB logs for at the end of the run, after every test has had its say.
+mod secrets_never_leak {
+    use super::*;
+    use std::io::Write as _;
+
+    /// Remembers `value` for the log scan (one per line) and returns it.
+    fn canary(value: &str) -> String {
+        if let Ok(path) = std::env::var("SMLA_CANARY_FILE") {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            writeln!(file, "{value}").unwrap();
+        }
+        value.to_owned()
+    }
+
+    fn assert_clean(what: &str, reply: &Reply, secrets: &[String]) {
+        let text = format!("{:?} {}", reply.headers, reply.body);
+        for secret in secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what}: the response carries a secret ({} chars)",
+                secret.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn full_flow_with_recognisable_secrets() {
+        let http = http_client();
+        let (id, secret) = create_client(&["predict", "predict:proba"], Tier::Free).await;
+        let secret = canary(&secret);
+        let wrong_secret = canary(&format!("canary-wrong-secret-{}", std::process::id()));
+
+        let issued = token_from(&http, &fresh_ip(), &id, &secret).await;
+        assert_eq!(issued.status, 200, "{issued:?}");
+        let token = canary(issued.body["access_token"].as_str().unwrap());
+        let signature = canary(token.rsplit('.').next().unwrap());
+        let mut secrets = vec![secret.clone(), wrong_secret.clone()];
+        // Only the token response itself may carry the token.
+        assert_clean("token response", &issued, &secrets);
+        secrets.push(token.clone());
+        secrets.push(signature.clone());
+
+        // A forged token: a real header and claims under a recognisable signature.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged_signature = canary(
+            "Y2FuYXJ5LWZvcmdlZC1zaWduYXR1cmUtb2YtNjQtYnl0ZXMtcGFkZGluZy1wYWRkaW5nLXBhZGRpbmc",
+        );
+        parts[2] = &forged_signature;
+        let forged = canary(&parts.join("."));
+        secrets.extend([forged_signature.clone(), forged.clone()]);
+
+        let ip = fresh_ip();
+        let replies = vec![
+            (
+                "wrong secret",
+                token_from(&http, &ip, &id, &wrong_secret).await,
+            ),
+            (
+                "secret of another client",
+                token_from(
+                    &http,
+                    &fresh_ip(),
+                    "cl_00000000000000000000000000000000",
+                    &secret,
+                )
+                .await,
+            ),
+            (
+                "good prediction",
+                predict_from(&http, &fresh_ip(), &token, json!({})).await,
+            ),
+            (
+                "forged token",
+                predict_from(&http, &fresh_ip(), &forged, json!({})).await,
+            ),
+            (
+                "token as Basic credentials",
+                predict_from(
+                    &http,
+                    &fresh_ip(),
+                    &token,
+                    json!({"authorization": format!("Basic {token}")}),
+                )
+                .await,
+            ),
+            (
+                "token with a bad scheme",
+                predict_from(
+                    &http,
+                    &fresh_ip(),
+                    &token,
+                    json!({"authorization": format!("Token {token}")}),
+                )
+                .await,
+            ),
+        ];
+        assert_eq!(replies[0].1.status, 401, "{:?}", replies[0].1);
+        assert_eq!(replies[2].1.status, 200, "{:?}", replies[2].1);
+        assert_eq!(replies[3].1.status, 401, "{:?}", replies[3].1);
+        for (what, reply) in &replies {
+            assert_clean(what, reply, &secrets);
+        }
+
+        // The secret in the form body instead of Basic, and both at once (a 400).
+        let form =
+            format!("grant_type=client_credentials&client_id={id}&client_secret={wrong_secret}");
+        let event = api_event(
+            "POST",
+            "/token",
+            &fresh_ip(),
+            json!({"content-type": "application/x-www-form-urlencoded"}),
+            Some(&form),
+        );
+        let reply = invoke(&http, "token", &event).await;
+        assert_eq!(reply.status, 401, "{reply:?}");
+        assert_clean("form credentials", &reply, &secrets);
+    }
+}

@@ -9,14 +9,19 @@ use lambda_http::{Error, Request, run, service_fn};
 use secure_ml_core::auth::store::KeySetStore;
 use secure_ml_core::auth::{ClientRegistry, KeySetSource, SigningKeys, TokenSettings};
 use secure_ml_core::config::Vars;
-use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter, dynamodb_client};
+use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter, check_table, dynamodb_client};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let started = std::time::Instant::now();
     let vars = Vars::from_env();
     secure_ml_core::telemetry::init(vars.get("RUST_LOG"));
     let deps = match init(&vars).await {
-        Ok(deps) => deps,
+        Ok(deps) => {
+            // Once per instance: counting these lines counts cold starts.
+            tracing::info!(init_ms = started.elapsed().as_millis() as u64, "init complete");
+            deps
+        }
         Err(message) => {
             // One clear line naming the problem; Lambda reports the init failure.
             tracing::error!(error = %message, "init failed");
@@ -38,14 +43,21 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let limits = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let dynamodb = dynamodb_client(&limits.dynamo).await;
     let registry = ClientRegistry::from_vars(dynamodb.clone(), vars).map_err(|e| e.to_string())?;
-    let limiter = RateLimiter::new(dynamodb, limits);
+    let limits_table = limits.table.clone();
+    let limiter = RateLimiter::new(dynamodb.clone(), limits);
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
 
     // Fail the cold start, not the first request, if the crypto backend is unusable.
     secure_ml_core::auth::self_test().map_err(|e| e.to_string())?;
-    let keys = SigningKeys::load(KeySetStore::new(key_source, &sdk), settings)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The signing keys and both table checks are independent network calls: overlap them.
+    let (keys, clients_table, limits_table) = tokio::join!(
+        SigningKeys::load(KeySetStore::new(key_source, &sdk), settings),
+        check_table(&dynamodb, registry.table(), "CLIENTS_TABLE"),
+        check_table(&dynamodb, &limits_table, "RATE_LIMIT_TABLE"),
+    );
+    let keys = keys.map_err(|e| e.to_string())?;
+    clients_table?;
+    limits_table?;
     tracing::info!(kid = %keys.issuer().await.kid(), "signing keys loaded");
     Ok(handler::Deps {
         registry,

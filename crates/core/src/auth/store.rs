@@ -248,7 +248,14 @@ impl KeySetStore {
             location: self.location(),
             reason,
         })?;
-        text.map(|t| KeySet::from_json(&t)).transpose()
+        // A parse error names where the document came from: the operator fixes that place.
+        text.map(|t| KeySet::from_json(&t))
+            .transpose()
+            .map_err(|e| AuthError::Load {
+                what: "the signing key set",
+                location: self.location(),
+                reason: e.to_string(),
+            })
     }
 
     pub async fn save(&self, set: &KeySet) -> Result<(), AuthError> {
@@ -306,7 +313,13 @@ impl JwksStore {
             location: self.location(),
             reason,
         })?;
-        text.map(|t| Jwks::from_json(&t)).transpose()
+        text.map(|t| Jwks::from_json(&t))
+            .transpose()
+            .map_err(|e| AuthError::Load {
+                what: "the JWKS",
+                location: self.location(),
+                reason: e.to_string(),
+            })
     }
 
     pub async fn save(&self, jwks: &Jwks) -> Result<(), AuthError> {
@@ -375,7 +388,11 @@ impl fmt::Debug for SigningKeys {
 impl SigningKeys {
     /// Loads the key set once; fails (stopping init) if there is none or it has no active key.
     pub async fn load(store: KeySetStore, settings: TokenSettings) -> Result<Self, AuthError> {
-        let set = store.load().await?.ok_or(AuthError::NoActiveKey)?;
+        let set = store.load().await?.ok_or_else(|| AuthError::Load {
+            what: "the signing key set",
+            location: store.location(),
+            reason: "nothing is stored there yet; run `admin keys generate`".into(),
+        })?;
         let mut keys = Self::fixed(&set, settings)?;
         keys.store = Some(store);
         Ok(keys)

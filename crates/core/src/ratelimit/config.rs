@@ -332,6 +332,38 @@ pub async fn dynamodb_client(settings: &DynamoSettings) -> aws_sdk_dynamodb::Cli
     aws_sdk_dynamodb::Client::new(&sdk)
 }
 
+/// Checks at init that `table` (named by the environment variable `variable`) exists, so a
+/// deployment pointing at a missing table fails its init with one line that names it instead of
+/// answering 503 to every request. Only answers that prove a misconfiguration are errors (no such
+/// table, no permission); an unreachable or throttled DynamoDB is logged and left to each
+/// request's fail policy, so a passing blip cannot fail cold starts. The call also opens the
+/// connection the first request would otherwise have to open.
+pub async fn check_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    variable: &str,
+) -> Result<(), String> {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
+    use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+    use aws_smithy_types::error::display::DisplayErrorContext;
+
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => Ok(()),
+        Err(error) => match error.as_service_error() {
+            Some(DescribeTableError::ResourceNotFoundException(_)) => Err(format!(
+                "DynamoDB table {table:?} ({variable}) does not exist in this account and region"
+            )),
+            Some(service) if service.code() == Some("AccessDeniedException") => Err(format!(
+                "not allowed to use DynamoDB table {table:?} ({variable}): the function's role needs dynamodb:DescribeTable on it"
+            )),
+            _ => {
+                tracing::warn!(table, error = %DisplayErrorContext(&error), "DynamoDB did not answer the table check at init; requests follow the fail policy until it does");
+                Ok(())
+            }
+        },
+    }
+}
+
 /// Everything the rate limiter is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {

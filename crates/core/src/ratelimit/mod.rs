@@ -155,7 +155,7 @@ use tracing::{info, warn};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     DynamoSettings, FailPolicy, Group, Mode, Policy, PolicyError, RateLimitConfig, Tier,
-    UnknownValue, dynamodb_client,
+    UnknownValue, check_table, dynamodb_client,
 };
 pub use decision::{
     Basis, Decision, Outcome, RATELIMIT, RATELIMIT_POLICY, UNAVAILABLE_RETRY_AFTER_SECS,
