@@ -22,7 +22,10 @@ async fn main() -> Result<(), Error> {
     let deps = match init(&vars).await {
         Ok(deps) => {
             // Once per instance: counting these lines counts cold starts.
-            tracing::info!(init_ms = started.elapsed().as_millis() as u64, "init complete");
+            tracing::info!(
+                init_ms = started.elapsed().as_millis() as u64,
+                "init complete"
+            );
             deps
         }
         Err(message) => {
