@@ -19,8 +19,8 @@
 #   CONTRACT_TOKEN_URL    base of /token and /.well-known/jwks.json ($SMLA_WATCH_URL/lambda-url/token)
 #   CLIENT_ID, CLIENT_SECRET  a client with scopes "predict predict:proba"; environment only, never
 #                         arguments (with --watch: created when unset)
-#   The stack must admit the whole run from one IP: ~1,100 requests / ~1,500 units of predict
-#   (a batch costs one per row) and ~550 token requests within a minute, e.g.
+#   The stack must admit the whole run from one IP within a minute: ~1,700 predict requests
+#   (a few thousand units at most: a batch costs one per row) and ~550 token requests, e.g.
 #   PREDICT_RATE_PER_MINUTE=12000 PREDICT_BURST=100000 TOKEN_RATE_PER_MINUTE=12000
 #   TOKEN_BURST=100000 (what --watch uses). A 429 fails the run: it is documented, but it means
 #   the case was never checked.
@@ -31,8 +31,8 @@
 #   CONTRACT_WARMUP_TIMEOUT  seconds for --watch to start the functions (600)
 #   CONTRACT_ALLOW_REMOTE=1  allow base URLs off loopback (an AWS stage); refused otherwise
 #   TOOLS_DIR             as for scripts/tools.sh
-# Exit status: 0 when the document is valid and schemathesis found nothing; 1 on any failure;
-# 2 for a usage error.
+# Exit status: 0 when the document is valid and schemathesis found nothing; 1 on any failure or
+# missing input; 2 for an unknown argument.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
