@@ -149,6 +149,8 @@ if [[ "${CONTRACT_ALLOW_REMOTE:-0}" != 1 ]]; then
 fi
 export CLIENT_ID CLIENT_SECRET
 export SCHEMATHESIS_HOOKS="$SMLA_ROOT/scripts/contract_hooks.py"
+# Hypothesis' own cache (constants, unicode tables) goes with the run, not into the work tree.
+export HYPOTHESIS_STORAGE_DIRECTORY="$RUN_DIR/hypothesis"
 # `cargo lambda watch` function URLs: the hooks skip what only its HTTP emulation mishandles.
 if [[ "$CONTRACT_PREDICT_URL$CONTRACT_TOKEN_URL" == */lambda-url/* ]]; then export SMLA_CONTRACT_LOCAL=1; fi
 
