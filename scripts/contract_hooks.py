@@ -14,31 +14,11 @@ def _local_emulator() -> bool:
     return os.environ.get("SMLA_CONTRACT_LOCAL") == "1"
 
 
-def _has_tiny_number(value) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and 0 < abs(item) < TINY:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-# Below this magnitude a feature value's warning (or 422 detail) is more than ~40 characters of
-# plain decimal; see filter_case.
-TINY = 1e-20
-
-
 @schemathesis.hook
 def filter_case(ctx, case):
-    """Locally only: drop cases whose bodies `cargo lambda watch` itself cannot carry.
+    """Locally only: drop raw bodies that are not UTF-8, which `cargo lambda watch` cannot carry.
 
     (A case hook rather than filter_body: the coverage phase applies case hooks only.)
-
-    1. Raw bodies that are not UTF-8.
 
     `cargo lambda watch` (cargo-lambda 1.9.2) answers such a body with a textual Content-Type
     (application/json, application/x-www-form-urlencoded) itself, with
@@ -46,13 +26,6 @@ def filter_case(ctx, case):
     it cannot put the bytes into the event's string `body`. The functions' own handling of the same
     bytes (base64-encoded in the event, as API Gateway sends binary bodies) is `400 malformed-json`
     (predict) and a 4xx OAuth error (token), checked through the invoke API.
-
-    2. TEMPORARY, for a predict-function defect: JSON bodies holding a number of magnitude below
-    1e-20. The predict function renders such values in plain decimal in `warnings` and 422
-    details (5e-324 is 327 characters), so a 3.4 KB batch of them answers 168 KB; cargo-lambda
-    1.9.2 relays about 1 in 15 responses of that size as `500 {"type":"https://httpstatuses.com/500"...}`
-    or not at all, while the function logs a 200 for each. Remove once the values are rendered
-    compactly (e.g. `{:?}`, which switches to exponent notation).
     """
     if not _local_emulator():
         return True
@@ -62,7 +35,7 @@ def filter_case(ctx, case):
             bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             return False
-    return not _has_tiny_number(body)
+    return True
 
 
 def _basic_only(operation, case):

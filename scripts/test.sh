@@ -159,13 +159,22 @@ run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored --skip
     "${libtest_args[@]+"${libtest_args[@]}"}" || test_rc=$?
 stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
 
+# The OpenAPI contract: openapi.yaml validated, then schemathesis (fixed seed and budget, every
+# check) against a second `cargo lambda watch` of the same build with limits the run cannot hit.
+contract_rc=0
+if [[ ${#libtest_args[@]} == 0 ]]; then
+    stage_begin "contract test (scripts/contract.sh: openapi.yaml + schemathesis)"
+    run_step env CONTRACT_ADMIN="$ADMIN_BIN" "$SMLA_ROOT/scripts/contract.sh" --watch || contract_rc=$?
+    stage_end "$([[ $contract_rc == 0 ]] && echo ok || echo "FAILED (exit $contract_rc)")"
+fi
+
 # DynamoDB Local stopped (SIGSTOP) mid-run and resumed, with nothing else running against the
 # stack: responses within the configured bound under the configured fail policy, then recovery
 # in the same function instances (no new init).
 fault_rc=0
 if [[ ${#libtest_args[@]} == 0 ]]; then
     stage_begin "fault injection (DynamoDB stopped mid-run)"
-    run_step cargo test "${cargo_locked[@]}" -p predict-function --test e2e fault_injection \
+    run_step cargo test "${cargo_locked[@]}" --workspace --test e2e fault_injection \
         -- --include-ignored || fault_rc=$?
     stage_end "$([[ $fault_rc == 0 ]] && echo ok || echo "FAILED (exit $fault_rc)")"
 fi
@@ -219,5 +228,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$fault_rc" "$leak_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -154,8 +154,12 @@ impl ServedModel {
             .filter(|(f, x)| **x < f.training_min || **x > f.training_max)
             .map(|(f, x)| {
                 format!(
-                    "{} = {x} {} is outside the training range [{}, {}]",
-                    f.name, f.unit, f.training_min, f.training_max
+                    "{} = {} {} is outside the training range [{}, {}]",
+                    f.name,
+                    crate::predict::number(*x),
+                    f.unit,
+                    f.training_min,
+                    f.training_max
                 )
             })
             .collect()

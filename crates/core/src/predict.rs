@@ -196,7 +196,8 @@ fn check_row(value: &Value, pointer: &str, errors: &mut Vec<FieldError>) -> Opti
             Some(x) if x <= 0.0 || x > MAX_FEATURE_CM => errors.push(FieldError::new(
                 item_pointer,
                 format!(
-                    "must be greater than 0 and at most {MAX_FEATURE_CM} (centimetres), got {x}"
+                    "must be greater than 0 and at most {MAX_FEATURE_CM} (centimetres), got {}",
+                    number(x)
                 ),
             )),
             Some(x) => {
@@ -209,9 +210,52 @@ fn check_row(value: &Value, pointer: &str, errors: &mut Vec<FieldError>) -> Opti
     (errors.len() == before).then_some(row)
 }
 
+/// A client's number as messages quote it: plain decimals for ordinary magnitudes, exponent
+/// notation otherwise, so no value can make a message long (`{}` writes 5e-324 out as 326
+/// characters: a 100-row batch of them would grow a 3 KB request into a 170 KB answer).
+pub fn number(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e9).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_numbers_stay_short_whatever_the_value() {
+        assert_eq!(number(5e-324), "5e-324");
+        assert_eq!(number(-5e-324), "-5e-324");
+        assert_eq!(number(1e300), "1e300");
+        assert_eq!(number(150.0), "150");
+        assert_eq!(number(-1.5), "-1.5");
+        assert_eq!(number(0.1), "0.1");
+        assert_eq!(number(0.0), "0");
+        for x in [
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            -f64::MAX,
+            1.0 / 3.0,
+            123_456_789.123,
+            1e-5,
+        ] {
+            assert!(number(x).len() <= 24, "{x}: {}", number(x));
+        }
+    }
+
+    #[test]
+    fn a_batch_of_tiny_values_gets_a_short_answer() {
+        let row = "[-5e-324, -5e-324, -5e-324, -5e-324]";
+        let body = format!("{{\"instances\": [{}]}}", vec![row; 100].join(","));
+        let problem = format!("{:?}", parse_batch(body.as_bytes()).unwrap_err());
+        // One error per value (400 at most) with the value quoted briefly: bounded by the row
+        // and feature limits, not by how the client spells its numbers.
+        assert!(problem.contains("got -5e-324"), "{problem:.300}");
+        assert!(problem.len() < 64 * 1024, "{} bytes", problem.len());
+    }
 
     fn errors_of(result: Result<impl std::fmt::Debug, ApiError>) -> Vec<FieldError> {
         match result {

@@ -443,6 +443,20 @@ mod tests {
             );
         }
 
+        /// Found by schemathesis: `{}` wrote 5e-324 out in full (326 characters per warning).
+        #[tokio::test]
+        async fn warnings_quote_extreme_values_briefly() {
+            let h = Harness::new();
+            let response = h
+                .predict_with_body(r#"{"data": [5e-324, 3.0, 1.4, 0.2]}"#)
+                .await;
+            assert_eq!(response.status(), 200);
+            let warnings = body_json(&response)["warnings"].clone();
+            let warning = warnings[0].as_str().unwrap();
+            assert!(warning.starts_with("sepal_length = 5e-324 cm"), "{warning}");
+            assert!(warning.len() < 100, "{warning}");
+        }
+
         #[tokio::test]
         async fn model_card_describes_the_embedded_model() {
             let h = Harness::new();
