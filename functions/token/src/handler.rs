@@ -19,6 +19,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use secure_ml_core::auth::client_auth::{Form, basic_credentials};
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{ClientRegistry, KNOWN_SCOPES, SigningKeys};
 use std::time::Instant;
@@ -142,7 +143,7 @@ async fn grant(deps: &Deps, req: &Request) -> Result<Response<Body>, OAuthError>
             "the request body must be application/x-www-form-urlencoded",
         ));
     }
-    let form = Form::parse(body)?;
+    let form = Form::parse(body).map_err(|e| OAuthError::InvalidRequest(e.description()))?;
     match form.get("grant_type") {
         None => return Err(OAuthError::InvalidRequest("grant_type is required")),
         Some("client_credentials") => {}
@@ -232,34 +233,6 @@ fn looks_like_client_id(id: &str) -> bool {
     })
 }
 
-/// Decoded form parameters; empty values are dropped (RFC 6749 §3.1: "as if omitted").
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-            OAuthError::InvalidRequest("the request body is not valid form encoding")
-        })?;
-        let mut seen = std::collections::HashSet::new();
-        if pairs.iter().any(|(name, _)| !seen.insert(name.as_str())) {
-            return Err(OAuthError::InvalidRequest("a parameter is repeated"));
-        }
-        Ok(Self(
-            pairs
-                .into_iter()
-                .filter(|(_, value)| !value.is_empty())
-                .collect(),
-        ))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// The client id and secret, from HTTP Basic (RFC 6749 §2.3.1) or the form body; never both.
 fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, String), OAuthError> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
@@ -280,43 +253,6 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Strin
             _ => Err(OAuthError::InvalidClient),
         },
     }
-}
-
-/// `Basic base64(urlencode(id) ":" urlencode(secret))`; `None` for anything else.
-fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
-    use base64::Engine;
-    let value = value.to_str().ok()?.trim();
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("Basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let (id, secret) = (form_decode(id)?, form_decode(secret)?);
-    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
-}
-
-/// `application/x-www-form-urlencoded` decoding of one component (`+` is a space).
-fn form_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// RFC 6749 §5.2 errors of the token endpoint.

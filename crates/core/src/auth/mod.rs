@@ -7,6 +7,7 @@
 //! - [`verify`]: [`Verifier`] checks `Authorization: Bearer` tokens against an in-memory JWKS.
 //! - [`secret`]: client ids, client secrets and their salted hashes (constant-time comparison).
 //! - [`registry`]: the DynamoDB client table and [`registry::authenticate`].
+//! - [`client_auth`]: the token endpoint's form body and HTTP Basic client credentials.
 //!
 //! # Key distribution
 //!
@@ -52,6 +53,7 @@
 //! The token itself is taken only from the `Authorization` header: never from a query string
 //! or body (RFC 6750 §2.2/§2.3 are optional and leak tokens into logs and caches).
 
+pub mod client_auth;
 pub mod keys;
 pub mod registry;
 pub mod secret;
