@@ -50,6 +50,10 @@ deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minut
 smoke: ## Client-flow smoke test: make smoke URL=<ApiUrl> (CLIENT_ID, CLIENT_SECRET in env); no URL: make dev's stack
 	@scripts/smoke.sh $(if $(URL),"$(URL)",--dev)
 
+.PHONY: fuzz
+fuzz: ## Coverage-guided fuzzing of the parsers, stable toolchain (FUZZ_SECONDS per target, 30)
+	@scripts/fuzz.sh
+
 .PHONY: bench
 bench: ## Benchmarks (cold start, warm path, CPU path, sizes, cost) into BENCHMARKS.md; never fails tests
 	@scripts/bench.sh

@@ -6,15 +6,19 @@
 # Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
 #   stages: tools -> cargo fmt --check -> clippy -D warnings -> cargo deny -> build -> DynamoDB Local
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
-#           both functions warmed) -> cargo test --workspace -- --include-ignored [LIBTEST_ARGS]
+#           both functions warmed) -> smoke test -> cargo test --workspace -- --include-ignored
+#           [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault injection -> log
+#           scan for secrets -> fuzzing -> deploy checks (cfn-lint, sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
-#   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit
+#   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
+#                    fault and fuzz stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
 #   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
-#   its release arm64 sam build and zip-size check outside CI).
+#   its release arm64 sam build and zip-size check outside CI), TEST_FUZZ=0 (skip fuzzing),
+#   TEST_FUZZ_SECONDS (20 per target).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
@@ -30,7 +34,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     -h | --help)
-        sed -n '2,17p' "$0"
+        sed -n '2,21p' "$0"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -175,7 +179,7 @@ fault_rc=0
 if [[ ${#libtest_args[@]} == 0 ]]; then
     stage_begin "fault injection (DynamoDB stopped mid-run)"
     run_step cargo test "${cargo_locked[@]}" --workspace --test e2e fault_injection \
-        -- --include-ignored || fault_rc=$?
+        -- --include-ignored --nocapture || fault_rc=$?
     stage_end "$([[ $fault_rc == 0 ]] && echo ok || echo "FAILED (exit $fault_rc)")"
 fi
 
@@ -212,6 +216,15 @@ else
 fi
 stage_end "$([[ $leak_rc == 0 ]] && echo ok || echo FAILED)"
 
+# Coverage-guided fuzzing of the parsers and token verification (cargo-fuzz, stable toolchain,
+# fixed seed): TEST_FUZZ_SECONDS per target (20; `make fuzz` runs longer). Needs no stack.
+fuzz_rc=0
+if [[ ${#libtest_args[@]} == 0 && "${TEST_FUZZ:-1}" != 0 ]]; then
+    stage_begin "fuzzing (scripts/fuzz.sh)"
+    run_step env FUZZ_SECONDS="${TEST_FUZZ_SECONDS:-20}" "$SMLA_ROOT/scripts/fuzz.sh" || fuzz_rc=$?
+    stage_end "$([[ $fuzz_rc == 0 ]] && echo ok || echo "FAILED (exit $fuzz_rc)")"
+fi
+
 # --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
 #   scripts/deploy_checks.sh: cfn-lint template.yaml; sam validate --lint (offline); sam build
 #   (rust-cargolambda, arm64, release: minutes); bootstrap + zip size checks. Needs no stack.
@@ -228,5 +241,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$fuzz_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -519,12 +519,14 @@ mod fault_injection {
         let bound = Duration::from_millis(millis("DYNAMODB_OPERATION_TIMEOUT_MS", 800) + 1_000);
         let fail_open = std::env::var("RATE_LIMIT_FAIL_POLICY").is_ok_and(|p| p == "open");
 
+        let mut slowest = (Duration::ZERO, Duration::ZERO);
         {
             let _stopped = Stopped::new(&env("SMLA_DYNAMODB_PID"));
             for round in 0..4 {
                 let started = Instant::now();
                 let reply = predict_from(&http, &fresh_ip(), &token, json!({})).await;
                 let took = started.elapsed();
+                slowest.0 = slowest.0.max(took);
                 assert!(took <= bound, "round {round}: {took:?} > {bound:?}");
                 if fail_open {
                     assert_eq!(reply.status, 200, "fail-open admits: {reply:?}");
@@ -547,6 +549,7 @@ mod fault_injection {
                 )
                 .await;
                 let took = started.elapsed();
+                slowest.1 = slowest.1.max(took);
                 assert!(took <= bound * 2, "token round {round}: {took:?}");
                 assert!(
                     [503, 401].contains(&reply.status),
@@ -567,6 +570,11 @@ mod fault_injection {
             assert_eq!(health.status, 200, "{health:?}");
         }
 
+        eprintln!(
+            "DynamoDB stopped: slowest predict answer {:?}, slowest token answer {:?} (bound {bound:?})",
+            slowest.0, slowest.1
+        );
+
         // Resumed: the same instances recover on their own, no new init.
         let started = Instant::now();
         loop {
@@ -580,6 +588,7 @@ mod fault_injection {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        eprintln!("recovered {:?} after DynamoDB resumed", started.elapsed());
         let token_again = access_token(&http, &["predict"], Tier::Free).await;
         assert!(!token_again.is_empty());
         assert_eq!(init_count(), inits, "recovery must not need a cold start");
