@@ -99,3 +99,63 @@ pub fn run_init(
         lines: out.lines().map(str::to_owned).collect(),
     })
 }
+
+impl InitRun {
+    /// Asserts that init failed: exit code 1, exactly one ERROR line, saying `init failed` and
+    /// containing every one of `names`, and no panic anywhere in the output.
+    pub fn assert_failed_naming(&self, names: &[&str]) {
+        assert_eq!(self.code, Some(1), "exit code; output: {:#?}", self.lines);
+        let errors = self.at_level("ERROR");
+        assert_eq!(errors.len(), 1, "exactly one ERROR line: {:#?}", self.lines);
+        assert!(errors[0].contains("init failed"), "{}", errors[0]);
+        for name in names {
+            assert!(
+                errors[0].contains(name),
+                "{name:?} missing from: {}",
+                errors[0]
+            );
+        }
+        assert!(
+            !self.lines.iter().any(|l| l.contains("panicked")),
+            "{:#?}",
+            self.lines
+        );
+    }
+
+    /// Whether some line says init failed.
+    pub fn init_failed(&self) -> bool {
+        self.lines.iter().any(|l| l.contains("init failed"))
+    }
+}
+
+/// [`run_init`] with the local stack's values of `stack_vars` (exported by `make test`; a
+/// missing one panics with how to get it), `overrides` replacing or adding variables.
+pub fn run_init_on_stack(bin: &str, stack_vars: &[&str], overrides: &[(&str, &str)]) -> InitRun {
+    let mut env: Vec<(String, String)> = stack_vars
+        .iter()
+        .map(|name| {
+            let value = std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: needs the local stack, run `make test`")
+            });
+            ((*name).to_owned(), value)
+        })
+        .collect();
+    for (name, value) in overrides {
+        env.retain(|(n, _)| n != name);
+        env.push(((*name).to_owned(), (*value).to_owned()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    run_init(
+        std::path::Path::new(bin),
+        &env,
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
+}
+
+/// A file named after this test process holding `contents`, for a test to break a setting with.
+pub fn scratch_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("smla-init-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
