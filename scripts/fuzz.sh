@@ -87,7 +87,7 @@ stage_end
 
 # last_status NAME LOG: NAME (cov, ft, corp) from libFuzzer's last status line;
 # final_stat NAME LOG: a value of its -print_final_stats block.
-last_status() { grep -E '^#[0-9]+[[:space:]]+(DONE|INITED|NEW|REDUCE|pulse)' "$2" | tail -n 1 | grep -oE "$1: [0-9]+" | grep -oE '[0-9]+$' || echo "-"; }
+last_status() { grep -aE '^#[0-9]+[[:space:]]+(DONE|INITED|NEW|REDUCE|pulse)' "$2" | tail -n 1 | grep -oE "$1: [0-9]+" | grep -oE '[0-9]+$' || echo "-"; }
 final_stat() { sed -n "s/^stat::$1:[[:space:]]*//p" "$2" | tail -n 1; }
 
 for target in "${targets[@]}"; do
@@ -100,20 +100,23 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "fuzz/artifacts/$target"
     seeds=("fuzz/seeds/$target")
     [[ "$target" != api_event ]] || seeds+=(events)
-    log="fuzz/artifacts/$target/run.log"
+    # Written in the run's own directory and copied when done, so that two runs at once (make
+    # fuzz during make test) cannot interleave their output in fuzz/artifacts/.
+    log="$RUN_DIR/$target.log"
     rc=0
     # New inputs go to the first directory only: the seeds are read, never written.
     run_step cargo fuzz run -s none "$target" "$corpus" "${seeds[@]}" -- \
         -seed="$SEED" -max_total_time="$SECONDS_PER_TARGET" -max_len="${MAX_LEN[$target]}" \
         -timeout="$TIMEOUT_SECONDS" -rss_limit_mb="$RSS_LIMIT_MB" -print_final_stats=1 \
         >"$log" 2>&1 || rc=$?
+    cp "$log" "fuzz/artifacts/$target/run.log"
     result=ok
     if [[ "$rc" != 0 ]]; then
         result="FAILED (exit $rc)"
         FAILED+=("$target")
         crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
-        warn "$target failed; the end of its log ($log):"
-        grep -vE '^\s+([0-9]+: |at )' "$log" | grep -B2 -A8 -E 'panicked at|ERROR: libFuzzer|SUMMARY' | tail -n 30 >&2 || tail -n 30 "$log" >&2
+        warn "$target failed; the end of its log (fuzz/artifacts/$target/run.log):"
+        grep -avE '^\s+([0-9]+: |at )' "$log" | grep -aB2 -A8 -E 'panicked at|ERROR: libFuzzer|SUMMARY' | tail -n 30 >&2 || tail -n 30 "$log" >&2
         if [[ -n "$crash" ]]; then
             warn "crash file: $crash"
             warn "replay:   cargo fuzz run -s none $target $crash"
