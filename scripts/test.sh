@@ -86,8 +86,11 @@ if $lint; then
 fi
 
 # Licences, banned and duplicate crates, sources (deny.toml); offline: advisories need the
-# network (README "Supply chain").
+# network (README "Supply chain"). cargo-deny reads `cargo metadata` for every platform, so the
+# sources of crates no build here compiles (Windows-only ones, for instance) are fetched first:
+# on a fresh machine nothing else downloads them.
 stage_begin "cargo deny (bans, licenses, sources)"
+run_step cargo fetch "${cargo_locked[@]}"
 run_step cargo-deny --offline check bans licenses sources
 stage_end
 
