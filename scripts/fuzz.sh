@@ -82,6 +82,12 @@ done
 
 log "toolchain: $(rustc --version)"
 stage_begin "cargo fuzz build -s none"
+# cargo-fuzz has no --locked: in CI, fail here if fuzz/Cargo.lock is not current instead of
+# fuzzing versions nobody reviewed.
+if [[ "${CI:-}" == "true" ]]; then
+    run_step cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null ||
+        die "fuzz/Cargo.lock is not up to date with fuzz/Cargo.toml"
+fi
 run_step cargo fuzz build -s none || die "the fuzz targets do not build"
 stage_end
 

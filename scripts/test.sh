@@ -82,6 +82,8 @@ if $lint; then
 
     stage_begin "cargo clippy -D warnings"
     run_step cargo clippy "${cargo_locked[@]}" --workspace --all-targets -- -D warnings
+    # secure-ml-core without its `aws` feature, as the fuzz targets build it.
+    run_step cargo clippy "${cargo_locked[@]}" -p secure-ml-core --no-default-features --lib -- -D warnings
     stage_end
 fi
 

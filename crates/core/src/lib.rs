@@ -10,6 +10,11 @@
 //! - [`ratelimit`]: per-IP GCRA rate limiting with state in DynamoDB.
 //! - [`telemetry`]: JSON logs and CloudWatch embedded metrics.
 //! - `testing` (feature `test-support`): mocked SDK clients for the functions' tests.
+//!
+//! Feature `aws` (default): everything that calls AWS — the DynamoDB-backed
+//! `ratelimit::RateLimiter`, `auth::registry`, and keys or JWKS in Secrets Manager. Without it
+//! the crate keeps the request parsers, validation, token issuing and verification over local
+//! key material, and the rate-limit policies; the fuzz targets (`fuzz/`) build it that way.
 
 pub mod auth;
 pub mod config;

@@ -55,6 +55,7 @@
 
 pub mod client_auth;
 pub mod keys;
+#[cfg(feature = "aws")]
 pub mod registry;
 pub mod secret;
 pub mod store;
@@ -63,6 +64,7 @@ pub mod verify;
 
 pub use crate::ratelimit::Tier;
 pub use keys::{Jwks, KeySet, PublicJwk};
+#[cfg(feature = "aws")]
 pub use registry::{ClientRecord, ClientRegistry, ClientStatus, RegistryError};
 pub use secret::ClientSecret;
 pub use store::{JwksSource, KeySetSource, SigningKeys};

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "aws")]
 use aws_smithy_types::error::display::DisplayErrorContext;
+#[cfg(feature = "aws")]
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::token::{TokenIssuer, TokenSettings, unix_now};
@@ -29,6 +31,7 @@ use super::{AuthError, Jwks, KEY_REFRESH_SECONDS, KeySet};
 use crate::config::{ConfigError, Vars};
 
 /// Key and JWKS reads happen at init and on rare reloads; they must still never hang a request.
+#[cfg(feature = "aws")]
 fn sdk_timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
@@ -103,6 +106,7 @@ enum Document {
         path: PathBuf,
         mode: u32,
     },
+    #[cfg(feature = "aws")]
     Secret {
         client: aws_sdk_secretsmanager::Client,
         secret_id: String,
@@ -111,6 +115,7 @@ enum Document {
 }
 
 impl Document {
+    #[cfg(feature = "aws")]
     fn new(
         source: Result<String, PathBuf>,
         mode: u32,
@@ -135,6 +140,7 @@ impl Document {
     fn location(&self) -> String {
         match self {
             Self::File { path, .. } => format!("file {}", path.display()),
+            #[cfg(feature = "aws")]
             Self::Secret { secret_id, .. } => format!("secret {secret_id}"),
         }
     }
@@ -147,6 +153,7 @@ impl Document {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e.to_string()),
             },
+            #[cfg(feature = "aws")]
             Self::Secret {
                 client, secret_id, ..
             } => match client.get_secret_value().secret_id(secret_id).send().await {
@@ -170,6 +177,7 @@ impl Document {
             Self::File { path, mode } => {
                 write_atomically(path, text.as_bytes(), *mode).map_err(|e| e.to_string())
             }
+            #[cfg(feature = "aws")]
             Self::Secret {
                 client,
                 secret_id,
@@ -215,6 +223,7 @@ impl fmt::Debug for KeySetStore {
 
 impl KeySetStore {
     /// A file store is written with mode 0600; a secret store builds its client (with timeouts).
+    #[cfg(feature = "aws")]
     pub fn new(source: KeySetSource, sdk: &aws_config::SdkConfig) -> Self {
         let source = match source {
             KeySetSource::Secret(id) => Ok(id),
@@ -281,6 +290,7 @@ impl fmt::Debug for JwksStore {
 
 impl JwksStore {
     /// A file store is written with mode 0644 (public data).
+    #[cfg(feature = "aws")]
     pub fn new(source: JwksSource, sdk: &aws_config::SdkConfig) -> Self {
         let source = match source {
             JwksSource::Secret(id) => Ok(id),

@@ -113,6 +113,7 @@ impl Verifier {
     /// Loads the JWKS from the configured source. For a Secrets Manager source the SDK's
     /// default configuration (region, credentials) is loaded here; a file source needs none.
     /// An empty JWKS is allowed (keys may be generated after deploy) but logged.
+    #[cfg(feature = "aws")]
     pub async fn load(config: VerifierConfig) -> Result<Self, AuthError> {
         let sdk = match &config.jwks {
             JwksSource::Secret(_) => {
@@ -126,6 +127,7 @@ impl Verifier {
     }
 
     /// [`Self::load`] with an SDK configuration the caller already has.
+    #[cfg(feature = "aws")]
     pub async fn load_with_sdk(
         config: VerifierConfig,
         sdk: &aws_config::SdkConfig,

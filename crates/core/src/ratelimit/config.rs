@@ -4,10 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 
+#[cfg(feature = "aws")]
 use super::gcra::Rate;
 use crate::config::{ConfigError, Vars};
 
@@ -121,6 +121,7 @@ impl Policy {
         u64::from(self.window) * 1_000 / u64::from(self.quota)
     }
 
+    #[cfg(feature = "aws")]
     pub(crate) fn rate(&self) -> Rate {
         Rate {
             interval: self.interval_ms(),
@@ -323,8 +324,9 @@ impl DynamoSettings {
 /// A DynamoDB client with [`DynamoSettings`]' timeouts and retries; region, credentials and
 /// endpoint (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local) come from the environment as usual.
 /// Build it once in `main` and share it.
+#[cfg(feature = "aws")]
 pub async fn dynamodb_client(settings: &DynamoSettings) -> aws_sdk_dynamodb::Client {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(settings.timeout_config())
         .retry_config(settings.retry_config())
         .load()
@@ -338,6 +340,7 @@ pub async fn dynamodb_client(settings: &DynamoSettings) -> aws_sdk_dynamodb::Cli
 /// table, no permission); an unreachable or throttled DynamoDB is logged and left to each
 /// request's fail policy, so a passing blip cannot fail cold starts. The call also opens the
 /// connection the first request would otherwise have to open.
+#[cfg(feature = "aws")]
 pub async fn check_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
