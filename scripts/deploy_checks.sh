@@ -157,10 +157,11 @@ $build || exit 0
 # --no-cached (samconfig.toml's setting too): sam's cache keys on a checksum of every file under
 # CodeUri, here the whole repository with target/ (gigabytes, changed by any cargo run), so it
 # costs minutes and rarely hits; cargo's incremental build in target/ is the cache that works.
+# No --parallel: concurrent cargo-lambda builds race on their zig linker setup (samconfig.toml).
 stage_begin "sam build (rust-cargolambda, arm64, release)"
 rm -rf "$BUILD_DIR"
 build_start=$(date +%s)
-run_step "$VENV/bin/sam" build --beta-features --no-cached --parallel --template-file template.yaml \
+run_step "$VENV/bin/sam" build --beta-features --no-cached --template-file template.yaml \
     --build-dir "$BUILD_DIR" </dev/null || die "sam build failed (above)"
 build_seconds=$(($(date +%s) - build_start))
 stage_end
