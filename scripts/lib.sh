@@ -42,24 +42,32 @@ die() {
 now() { date +%s.%N; }
 
 # Stage timing: stage_begin NAME ... stage_end; print_timings at the end (the EXIT trap does it).
+# Each row also shows the disk the run has taken so far (growth of the used space of the
+# filesystem holding the repository since the first stage: target/, the cargo registry, tools)
+# and the space left, so a full disk is seen coming and the figures need no separate run.
 SMLA_STAGES=()
 SMLA_STAGE_NAME=""
 SMLA_STAGE_START=""
+SMLA_DISK_BASE=""
+disk_used_kib() { df -Pk "$SMLA_ROOT" | awk 'NR == 2 { print $3 }'; }
+disk_free_kib() { df -Pk "$SMLA_ROOT" | awk 'NR == 2 { print $4 }'; }
 stage_begin() {
     SMLA_STAGE_NAME="$1"
     SMLA_STAGE_START="$(now)"
+    [[ -n "$SMLA_DISK_BASE" ]] || SMLA_DISK_BASE="$(disk_used_kib)"
     log "$1"
 }
 stage_end() {
     local status="${1:-ok}"
     [[ -n "$SMLA_STAGE_NAME" ]] || return 0
     SMLA_STAGES+=("$(awk -v n="$SMLA_STAGE_NAME" -v a="$SMLA_STAGE_START" -v b="$(now)" -v s="$status" \
-        'BEGIN { printf "%-34s %7.1fs  %s", n, b - a, s }')")
+        -v u="$(($(disk_used_kib) - SMLA_DISK_BASE))" -v f="$(disk_free_kib)" \
+        'BEGIN { printf "%-34s %7.1fs %+7.1f %7.1f  %s", n, b - a, u / 1048576, f / 1048576, s }')")
     SMLA_STAGE_NAME=""
 }
 print_timings() {
     [[ ${#SMLA_STAGES[@]} -gt 0 ]] || return 0
-    printf '\n%-34s %8s  %s\n' "stage" "time" "result" >&2
+    printf '\n%-34s %8s %7s %7s  %s\n' "stage" "time" "GiB+" "GiBfree" "result" >&2
     printf '%s\n' "${SMLA_STAGES[@]}" >&2
 }
 

@@ -46,6 +46,9 @@ WARMUP_TIMEOUT="${TEST_WARMUP_TIMEOUT:-1800}"
 # CI checks that Cargo.lock is committed and current; locally cargo may update it.
 cargo_locked=()
 [[ "${CI:-}" == "true" ]] && cargo_locked=(--locked)
+# A fresh clone builds everything once: incremental caches only pay off on rebuilds, and they
+# would add their own copy of every workspace crate to target/.
+[[ "${CI:-}" == "true" ]] && export CARGO_INCREMENTAL=0
 
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/smla-test.XXXXXX")"
 chmod 700 "$RUN_DIR"
