@@ -115,6 +115,15 @@ impl InitRun {
                 errors[0]
             );
         }
+        // Nothing else: in particular no plain-text second copy of the error (what returning it
+        // from `main` would print).
+        for line in &self.lines {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
+                "every output line is a JSON log line, not {line:?}; output: {:#?}",
+                self.lines
+            );
+        }
         assert!(
             !self.lines.iter().any(|l| l.contains("panicked")),
             "{:#?}",

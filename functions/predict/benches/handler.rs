@@ -27,7 +27,7 @@ use secure_ml_core::config::Vars;
 use secure_ml_core::model::ServedModel;
 use secure_ml_core::ratelimit::{ClientKey, Group, RateLimitConfig, RateLimiter};
 use secure_ml_core::testing::{RuleMode, mock, mock_dynamodb};
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::EnvFilter;
 
 // `cargo clippy --all-targets` checks benches with `cfg(test)`, which brings the handler's
 // test module along, unused here.
@@ -128,16 +128,7 @@ fn handler(c: &mut Criterion) {
         })
     });
     // The subscriber `telemetry::init` installs, writing to a sink: formatting is the cost.
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_span_events(FmtSpan::NONE)
-        .with_target(false)
-        .without_time()
-        .with_ansi(false)
-        .with_env_filter("info")
+    let subscriber = secure_ml_core::telemetry::subscriber(EnvFilter::new("info"))
         .with_writer(std::io::sink)
         .finish();
     tracing::subscriber::with_default(subscriber, || {

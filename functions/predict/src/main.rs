@@ -19,23 +19,7 @@ async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     let vars = Vars::from_env();
     secure_ml_core::telemetry::init(vars.get("RUST_LOG"));
-    let deps = match init(&vars).await {
-        Ok(deps) => {
-            // Once per instance: counting these lines counts cold starts.
-            tracing::info!(
-                init_ms = started.elapsed().as_millis() as u64,
-                "init complete"
-            );
-            deps
-        }
-        Err(message) => {
-            // One clear line naming the problem, then a non-zero exit: Lambda reports the init
-            // failure (Runtime.ExitError) and retries init on the next request. Returning the
-            // error from main would print it a second time.
-            tracing::error!(error = %message, "init failed");
-            std::process::exit(1);
-        }
-    };
+    let deps = secure_ml_core::telemetry::finish_init(started, init(&vars).await);
     let deps = &deps;
     run(service_fn(move |request: Request| async move {
         Ok::<_, std::convert::Infallible>(handler::handle(deps, request).await)
