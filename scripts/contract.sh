@@ -58,7 +58,8 @@ MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-500}"
 REPORT_DIR="${CONTRACT_REPORT_DIR:-$SMLA_ROOT/target/contract}"
 # Generous limits for --watch: every request of the run comes from 127.0.0.1. Each per-minute
 # quota divides 60000 (whole-millisecond intervals), the premium one (x5) too.
-CONTRACT_LIMITS=(PREDICT_RATE_PER_MINUTE=12000 PREDICT_BURST=100000 TOKEN_RATE_PER_MINUTE=12000 TOKEN_BURST=100000)
+CONTRACT_LIMITS=(PREDICT_RATE_PER_MINUTE=12000 PREDICT_BURST=100000 TOKEN_RATE_PER_MINUTE=12000 TOKEN_BURST=100000
+    REJECTION_LIMIT=100000000)
 
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "CONTRACT_SEED must be an integer (got '$SEED')"
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "CONTRACT_MAX_EXAMPLES must be a positive integer (got '$MAX_EXAMPLES')"
@@ -109,7 +110,9 @@ if [[ "$mode" == watch ]]; then
     export RATE_LIMIT_TABLE="$RATE_LIMIT_TABLE-contract"
     create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" >/dev/null
     export "${CONTRACT_LIMITS[@]}"
-    write_function_env "$RUN_DIR/function.env"
+    admin_bin="${CONTRACT_ADMIN:-$(cargo_target_dir)/debug/admin}"
+    [[ -x "$admin_bin" ]] || die "admin binary $admin_bin not found: build it (cargo build -p admin) or set CONTRACT_ADMIN"
+    write_function_env "$RUN_DIR/function.env" "$admin_bin"
     port="$(free_port)"
     start_watch "$port" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" --ignore-changes
     warm_function "$port" predict /health "${CONTRACT_WARMUP_TIMEOUT:-600}" || die "predict did not start"
@@ -119,8 +122,6 @@ if [[ "$mode" == watch ]]; then
     stage_end
     if [[ -z "${CLIENT_ID:-}" || -z "${CLIENT_SECRET:-}" ]]; then
         stage_begin "client (admin client create)"
-        admin_bin="${CONTRACT_ADMIN:-$(cargo_target_dir)/debug/admin}"
-        [[ -x "$admin_bin" ]] || die "admin binary $admin_bin not found: build it (cargo build -p admin) or set CONTRACT_ADMIN"
         (umask 077 && : >"$RUN_DIR/client.json")
         run_step "$admin_bin" client create --name contract --scopes "predict predict:proba" --json \
             >"$RUN_DIR/client.json" || die "'admin client create' failed"

@@ -286,26 +286,25 @@ export_stack_env() {
     export SMLA_WATCH_URL="http://127.0.0.1:$2"
 }
 
-# write_function_env FILE: the environment of both functions under `cargo lambda watch`
-# (--env-file). cargo-lambda applies one environment to every function it serves, so both get the
-# union; on AWS, template.yaml gives each function only its own variables.
+# write_function_env FILE [ADMIN...]: the environment of both functions under `cargo lambda
+# watch` (--env-file): every variable of the configuration contract either function reads
+# (`admin config vars`, from secure_ml_core::config::VARIABLES) that is set here, plus what
+# Lambda itself would set. cargo-lambda applies one environment to every function it serves, so
+# both get the union; on AWS, template.yaml gives each function only its own variables.
+# ADMIN defaults to `cargo run -q -p admin --`; test.sh passes the binary it has just built.
 write_function_env() {
-    local file="$1" v
+    local file="$1" v names=()
+    shift
+    local admin=("$@")
+    [[ ${#admin[@]} -gt 0 ]] || admin=(cargo run -q -p admin --)
+    mapfile -t names < <(env -C "$SMLA_ROOT" "${admin[@]}" config vars --program predict --program token --platform) ||
+        die "'${admin[*]} config vars' failed"
+    [[ ${#names[@]} -gt 3 ]] || die "'${admin[*]} config vars' listed no variables"
     : >"$file"
     chmod 600 "$file"
-    for v in AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-        RATE_LIMIT_TABLE TOKEN_ISSUER TOKEN_AUDIENCE \
-        CLIENTS_TABLE SIGNING_KEYS_FILE TOKEN_LIFETIME_SECONDS \
-        JWKS_FILE; do
-        printf '%s=%s\n' "$v" "${!v:?export_stack_env first}" >>"$file"
-    done
-    # Optional overrides (rate-limit policy, fail policy, timeouts): passed on only when set.
-    for v in PREDICT_RATE_PER_MINUTE PREDICT_BURST PREMIUM_MULTIPLIER TOKEN_RATE_PER_MINUTE TOKEN_BURST \
-        RATE_LIMIT_MODE RATE_LIMIT_FAIL_POLICY DYNAMODB_ATTEMPT_TIMEOUT_MS DYNAMODB_OPERATION_TIMEOUT_MS \
-        DYNAMODB_MAX_ATTEMPTS; do
+    for v in "${names[@]}"; do
         [[ -z "${!v:-}" ]] || printf '%s=%s\n' "$v" "${!v}" >>"$file"
     done
-    printf 'RUST_LOG=info\n' >>"$file"
 }
 
 # generate_keys [ADMIN...]: `admin keys generate` into $SIGNING_KEYS_FILE and $JWKS_FILE (exported).

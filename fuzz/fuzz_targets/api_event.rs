@@ -1,42 +1,42 @@
-//! API Gateway events through `lambda_http` into the request plumbing both functions share:
-//! `secure_ml_core::http` (route path, method, body and media type checks), the rate limiter's
-//! client key, the bearer token extraction, and the body parsers behind the routes.
+//! API Gateway events through `secure_ml_core::frame::event::decode` into the request plumbing
+//! both functions share: the route table's path and method checks, body and media type checks
+//! (`secure_ml_core::http`), the rate limiter's client key, the bearer token extraction, and the
+//! body parsers behind the routes.
 //!
 //! An input that starts with `{` is an event document as is (the seeds include `events/*.json`);
 //! any other input is turned into an event by `EventSpec`: an HTTP API (payload 2.0) or REST API
-//! envelope with the method, path, stage, headers, body, `isBase64Encoded` and `sourceIp` it
-//! picks, so that mutations stay valid events and reach the code behind the parser.
+//! envelope with the method, path, stage, query, headers (`Host` and `X-Forwarded-Proto`
+//! included, any text), body, `isBase64Encoded` and `sourceIp` it picks, so that mutations stay
+//! events and reach the code behind the parser.
 //!
-//! Properties: no panic in our code; the route is the path less a local `/lambda-url/<fn>`; method, size and media
-//! type checks agree with their documented order; the body a handler reads is the body the event
-//! carried (decoded from base64 when flagged); a client key exists exactly when the request
-//! context holds a parseable source IP, and is that address (IPv4, or the IPv6 /64); an accepted
-//! bearer token is the single `Authorization` header's credentials; prediction bodies satisfy
-//! the `predict_request` properties.
-//!
-//! `lambda_http` itself panics on some documents API Gateway never sends (`isBase64Encoded` with
-//! a body that is not base64, a `Host` header or query that makes no URI): the conversion runs
-//! under `catch_unwind`, and such an event is skipped. Only the conversion: a panic anywhere
-//! after it is a finding.
+//! Properties: no panic anywhere — `lambda_http`'s own conversion panics on a hostile `Host`,
+//! `X-Forwarded-Proto`, path or query and on a body flagged base64 that is not, and `decode`
+//! exists to make those inputs safe, so any panic is a finding; a body that is not the base64
+//! it claims is marked malformed (the frame answers 400); the route is the raw path (less a
+//! local `/lambda-url/<fn>`), exactly, and the route table's 404/405 agree with it; size and
+//! media type checks agree with their documented order; the body a handler reads is the body
+//! the event carried (decoded from base64 when flagged); a client key exists exactly when the
+//! request context holds a parseable source IP, and is that address (IPv4, or the IPv6 /64);
+//! an accepted bearer token is the single `Authorization` header's credentials; prediction
+//! bodies satisfy the `predict_request` properties.
 
 #![no_main]
 
-use std::collections::HashSet;
 use std::net::IpAddr;
-use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
 
 use arbitrary::{Arbitrary, Unstructured};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use lambda_http::request::{LambdaRequest, RequestContext};
-use lambda_http::{Request, RequestExt};
+use lambda_http::request::RequestContext;
+use lambda_http::{Context, Request, RequestExt};
 use libfuzzer_sys::fuzz_target;
 use secure_ml_core::auth::client_auth::{Form, basic_credentials};
 use secure_ml_core::auth::verify::bearer_token;
-use secure_ml_core::http::{body_bytes, has_media_type, json_body, require_method, route_path};
+use secure_ml_core::frame::event::{Malformed, decode};
+use secure_ml_core::frame::route::{Resolved, Route, Routes, raw_path};
+use secure_ml_core::http::{body_bytes, has_media_type, json_body};
 use secure_ml_core::predict::MAX_BODY_BYTES;
 use secure_ml_core::problem::ApiError;
 use secure_ml_core::ratelimit::{ClientKey, client_key};
@@ -45,14 +45,24 @@ use serde_json::{Map, Value, json};
 /// The token function's body limit (`functions/token`), checked here with the shared helpers.
 const TOKEN_BODY_LIMIT: usize = 4096;
 
+/// Both functions' routes in one table.
+static ROUTES: Routes<u8> = Routes {
+    service: "fuzz",
+    routes: &[
+        Route { path: "/predict", method: Method::POST, id: 0 },
+        Route { path: "/predict/batch", method: Method::POST, id: 1 },
+        Route { path: "/model", method: Method::GET, id: 2 },
+        Route { path: "/health", method: Method::GET, id: 3 },
+        Route { path: "/token", method: Method::POST, id: 4 },
+        Route { path: "/.well-known/jwks.json", method: Method::GET, id: 5 },
+    ],
+};
+
 fuzz_target!(|data: &[u8]| {
     let raw = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if raw {
-        if let Some(request) = serde_json::from_slice::<LambdaRequest>(data)
-            .ok()
-            .and_then(to_request)
-        {
-            check_request(&request);
+        if let Ok(text) = std::str::from_utf8(data) {
+            check_request(&decode(text, Context::default()).0);
         }
         return;
     }
@@ -60,75 +70,41 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (event, expected) = spec.render();
-    let bytes = serde_json::to_vec(&event).expect("an event serializes");
-    let Ok(event) = serde_json::from_slice::<LambdaRequest>(&bytes) else {
-        return; // e.g. a method or header name that is not an HTTP token
-    };
-    if let Some(request) = to_request(event) {
-        check_request(&request);
-        check_expected(&request, &expected);
-    }
+    let (request, _) = decode(&event.to_string(), Context::default());
+    check_request(&request);
+    check_expected(&request, &expected);
 });
 
-/// `Request::from`, with a panic inside `lambda_http` turned into `None` (logged once per
-/// message, so a run shows which documents it refuses that way).
-fn to_request(event: LambdaRequest) -> Option<Request> {
-    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let fuzzer_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| Request::from(event)));
-    std::panic::set_hook(fuzzer_hook);
-    match result {
-        Ok(request) => Some(request),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            // One line per kind of refusal, not per offset in the input.
-            let kind = message.split('(').next().unwrap_or_default().to_owned();
-            let mut seen = SEEN
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if seen.get_or_insert_with(HashSet::new).insert(kind) {
-                eprintln!("lambda_http refused an event by panicking (skipped): {message}");
-            }
-            None
-        }
-    }
-}
-
 fn check_request(request: &Request) {
-    // Routing.
-    // API Gateway paths are routes as they are; a local `/lambda-url/<function>` prefix goes,
-    // and the function's own root is `/`.
-    let path = request.uri().path();
-    let route = route_path(request);
-    match path.strip_prefix("/lambda-url/") {
-        None => assert_eq!(route, path),
-        Some(rest) if !rest.contains('/') => assert_eq!(route, "/", "route of {path:?}"),
+    // Routing: the raw path, exactly (less a local `/lambda-url/<function>` prefix).
+    let raw = request.raw_http_path();
+    let route = raw_path(request);
+    match raw.strip_prefix("/lambda-url/") {
+        None if !raw.is_empty() => assert_eq!(route, raw),
+        None => assert_eq!(route, request.uri().path()),
+        Some(rest) if !rest.contains('/') => assert_eq!(route, "/", "route of {raw:?}"),
         Some(rest) => assert!(
             route.starts_with('/') && rest.ends_with(route),
-            "route {route:?} of {path:?}"
+            "route {route:?} of {raw:?}"
         ),
     }
-    for method in [Method::GET, Method::POST] {
-        match require_method(request, method.clone(), "ALLOWED") {
-            Ok(()) => assert_eq!(request.method(), method),
-            Err(error) => {
-                assert_ne!(request.method(), method);
-                let response = error.into_response();
-                assert_eq!(response.status(), 405);
-                assert_eq!(response.headers()["allow"], "ALLOWED");
-            }
+    match ROUTES.resolve(request.method(), route) {
+        Resolved::Route(r) => assert!(r.path == route && r.method == request.method()),
+        Resolved::Refused(path, ApiError::MethodNotAllowed { allow }) => {
+            assert_eq!(path, route);
+            assert!(ROUTES.routes.iter().any(|r| r.path == route && r.method.as_str() == allow));
         }
+        Resolved::Refused(_, other) => panic!("a path refused with {other:?}"),
+        Resolved::Unmatched => assert!(ROUTES.routes.iter().all(|r| r.path != route)),
     }
 
     // Body, size and media type, in the documented order: size, then type, then emptiness.
     let Ok(body) = body_bytes(request, usize::MAX) else {
         panic!("no body is larger than usize::MAX");
     };
+    if request.extensions().get::<Malformed>().is_some() {
+        assert!(body.is_empty(), "a malformed event keeps its body");
+    }
     let json = json_media_type(request);
     assert_eq!(has_media_type(request, "application/json"), json);
     for limit in [0, TOKEN_BODY_LIMIT, MAX_BODY_BYTES] {
@@ -248,7 +224,7 @@ struct EventSpec {
     local_function: Option<String>,
     route: RouteSpec,
     stage: StageSpec,
-    query: Option<String>,
+    query: Option<QuerySpec>,
     content_type: Option<ContentTypeSpec>,
     authorization: Option<AuthorizationSpec>,
     headers: Vec<(HeaderSpec, String)>,
@@ -288,6 +264,14 @@ enum StageSpec {
     Default,
     Missing,
     Named(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum QuerySpec {
+    /// Encoded but for its separators, as API Gateway passes a typical query on.
+    Encoded(String),
+    /// As typed: `"`, spaces, `<>`, `#`… (`curl 'https://…/health?a="'`).
+    Raw(String),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -335,6 +319,8 @@ enum BodySpec {
         rows: Vec<[Feature; 4]>,
         base64: bool,
     },
+    /// Flagged `isBase64Encoded` but sent as it is: not base64 unless by chance.
+    FalseBase64(String),
     /// `len` copies of `byte`: reaches the size limits with a short input.
     Filler {
         byte: u8,
@@ -461,16 +447,20 @@ impl EventSpec {
         }
 
         let (body, base64) = self.body.render();
-        let (event_body, is_base64) = match (&body, base64) {
-            (None, _) => (Value::Null, false),
-            (Some(bytes), true) => (Value::from(STANDARD.encode(bytes)), true),
-            (Some(bytes), false) => (
+        let (event_body, is_base64) = match (&body, base64, &self.body) {
+            (_, _, BodySpec::FalseBase64(text)) => (Value::from(text.as_str()), true),
+            (None, _, _) => (Value::Null, false),
+            (Some(bytes), true, _) => (Value::from(STANDARD.encode(bytes)), true),
+            (Some(bytes), false, _) => (
                 Value::from(String::from_utf8_lossy(bytes).into_owned()),
                 false,
             ),
         };
-        let expected_body = match (&event_body, is_base64) {
-            (Value::String(text), false) => text.clone().into_bytes(),
+        let expected_body = match (&event_body, is_base64, &self.body) {
+            (Value::String(text), true, BodySpec::FalseBase64(_)) => {
+                STANDARD.decode(text).ok().unwrap_or_default()
+            }
+            (Value::String(text), false, _) => text.clone().into_bytes(),
             _ => body.unwrap_or_default(),
         };
         let source_ip = self.source_ip.render();
@@ -527,12 +517,11 @@ impl EventSpec {
                     .unwrap_or_default();
                 headers.insert(name, Value::from(joined));
             }
-            // Encoded but for its separators, as API Gateway passes a query on.
-            let query = self
-                .query
-                .as_deref()
-                .map(|q| encoded(q).replace("%3D", "=").replace("%26", "&"))
-                .unwrap_or_default();
+            let query = match &self.query {
+                None => String::new(),
+                Some(QuerySpec::Encoded(q)) => encoded(q).replace("%3D", "=").replace("%26", "&"),
+                Some(QuerySpec::Raw(q)) => q.clone(),
+            };
             json!({
                 "version": "2.0",
                 "routeKey": "$default",
@@ -579,6 +568,7 @@ impl BodySpec {
             Self::None => (None, false),
             Self::Text(text) => (Some(text.clone().into_bytes()), false),
             Self::Binary(bytes) => (Some(bytes.clone()), true),
+            Self::FalseBase64(_) => (None, true),
             Self::Rows {
                 batch,
                 rows,
@@ -627,7 +617,12 @@ fn check_expected(request: &Request, expected: &Expected) {
     let version_matches = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(_)) => expected.rest_api,
         Some(RequestContext::ApiGatewayV2(_)) => !expected.rest_api,
-        _ => false,
+        // Not an event at all (a method that is no HTTP token, a header name that is none):
+        // marked for a 400, nothing else to check.
+        _ => {
+            assert!(request.extensions().get::<Malformed>().is_some());
+            return;
+        }
     };
     assert!(version_matches, "a REST API event read as HTTP API or back");
     if let Some(method) = &expected.method {

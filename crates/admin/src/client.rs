@@ -13,7 +13,9 @@ use crate::error::AdminError;
 /// The registry over `CLIENTS_TABLE`, with the SDK's default configuration (region,
 /// credentials, and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
 pub async fn registry(vars: &Vars) -> Result<ClientRegistry, AdminError> {
-    let table = vars.required("CLIENTS_TABLE")?.to_owned();
+    let table = vars
+        .required(&secure_ml_core::config::CLIENTS_TABLE)?
+        .to_owned();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;

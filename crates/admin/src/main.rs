@@ -6,6 +6,7 @@
 //! admin client disable ID | enable ID
 //! admin client rotate-secret ID [--json]
 //! admin keys generate [--force] | rotate | jwks
+//! admin config vars [--program predict|token|admin]... [--platform] [--json]
 //! ```
 //!
 //! Configuration comes from the same variables the functions read: `CLIENTS_TABLE`,
@@ -15,6 +16,7 @@
 //! by `client create` and `client rotate-secret`, once.
 
 mod client;
+mod config;
 mod error;
 mod keys;
 
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use secure_ml_core::auth::Tier;
-use secure_ml_core::config::Vars;
+use secure_ml_core::config::{Program, Vars};
 
 use crate::error::AdminError;
 
@@ -46,6 +48,24 @@ enum Command {
     /// Generate and rotate the token-signing key set; print the public JWKS.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The configuration contract: every variable the functions and this tool read.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// List the variables a program reads (all of them without --program).
+    Vars {
+        /// predict, token or admin; repeat for the union.
+        #[arg(long = "program")]
+        programs: Vec<Program>,
+        /// Also list what Lambda itself sets (region, credentials).
+        #[arg(long)]
+        platform: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +158,11 @@ async fn run(cli: Cli, vars: &Vars, out: &mut impl Write) -> Result<(), AdminErr
                 KeysCommand::Jwks => keys::jwks(&stores, out).await,
             }
         }
+        Command::Config(ConfigCommand::Vars {
+            programs,
+            platform,
+            json,
+        }) => config::vars(&programs, platform, json, out),
     }
 }
 

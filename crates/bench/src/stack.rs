@@ -1,23 +1,17 @@
 //! The local stack the benchmarks run against (set up by `scripts/bench.sh`), and the
-//! environment each function gets: Lambda's own variables, the template's globals, and the
-//! function's variables — nothing from the harness's environment leaks into a function.
+//! environment each function gets: Lambda's own variables and the stack's values of the
+//! variables the configuration contract says the function reads — nothing from the harness's
+//! environment leaks into a function.
 
 use std::path::PathBuf;
 
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings};
-use secure_ml_core::config::Vars;
-use secure_ml_core::ratelimit::{DynamoSettings, dynamodb_client};
+use secure_ml_core::aws::{Aws, DynamoSettings};
+use secure_ml_core::config::{self, Program, Vars};
 
 use crate::Error;
 use crate::function::Kind;
-
-/// The template's DynamoDB timeouts and retries (`Globals.Function.Environment`).
-pub const DYNAMO_SETTINGS: [(&str, &str); 3] = [
-    ("DYNAMODB_ATTEMPT_TIMEOUT_MS", "250"),
-    ("DYNAMODB_OPERATION_TIMEOUT_MS", "800"),
-    ("DYNAMODB_MAX_ATTEMPTS", "3"),
-];
 
 /// What `scripts/bench.sh` exported: DynamoDB Local, table names, keys, a client.
 #[derive(Debug, Clone)]
@@ -82,38 +76,29 @@ impl Stack {
             ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
             ("AWS_ENDPOINT_URL_DYNAMODB", self.endpoint.clone()),
         ];
-        if kind == Kind::Null {
-            return own(env);
-        }
-        // template.yaml Globals.Function.Environment.
-        env.extend([
-            ("RATE_LIMIT_TABLE", self.rate_limit_table.clone()),
-            ("TOKEN_ISSUER", self.issuer.clone()),
-            ("TOKEN_AUDIENCE", self.audience.clone()),
-            ("RATE_LIMIT_MODE", "enforce".to_owned()),
-            ("RATE_LIMIT_FAIL_POLICY", "fail-closed".to_owned()),
-            ("METRICS_NAMESPACE", "SecureMlApi".to_owned()),
-        ]);
-        env.extend(DYNAMO_SETTINGS.map(|(n, v)| (n, v.to_owned())));
-        // Each function's own variables, the template's defaults; files stand in for secrets.
-        match kind {
-            Kind::Predict => env.extend([
-                ("JWKS_FILE", self.jwks_file.display().to_string()),
-                ("PREDICT_RATE_PER_MINUTE", "60".to_owned()),
-                ("PREDICT_BURST", "20".to_owned()),
-                ("PREMIUM_MULTIPLIER", "5".to_owned()),
-            ]),
-            Kind::Token => env.extend([
-                ("CLIENTS_TABLE", self.clients_table.clone()),
-                (
-                    "SIGNING_KEYS_FILE",
-                    self.signing_keys_file.display().to_string(),
-                ),
-                ("TOKEN_LIFETIME_SECONDS", "900".to_owned()),
-                ("TOKEN_RATE_PER_MINUTE", "10".to_owned()),
-                ("TOKEN_BURST", "5".to_owned()),
-            ]),
-            Kind::Null => {}
+        let program = match kind {
+            Kind::Predict => Program::Predict,
+            Kind::Token => Program::Token,
+            Kind::Null => return own(env),
+        };
+        // The stack's values of the variables the function reads; every other variable of
+        // the configuration contract keeps its default, which is the template's (a test in
+        // secure-ml-core holds the two together). Files stand in for the secrets.
+        let stack = [
+            (config::RATE_LIMIT_TABLE.name, self.rate_limit_table.clone()),
+            (config::CLIENTS_TABLE.name, self.clients_table.clone()),
+            (config::TOKEN_ISSUER.name, self.issuer.clone()),
+            (config::TOKEN_AUDIENCE.name, self.audience.clone()),
+            (config::JWKS_FILE.name, self.jwks_file.display().to_string()),
+            (
+                config::SIGNING_KEYS_FILE.name,
+                self.signing_keys_file.display().to_string(),
+            ),
+        ];
+        for var in config::read_by(program) {
+            if let Some((name, value)) = stack.iter().find(|(name, _)| *name == var.name) {
+                env.push((name, value.clone()));
+            }
         }
         own(env)
     }
@@ -144,9 +129,9 @@ fn own(env: Vec<(&str, String)>) -> Vec<(String, String)> {
     env.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
 }
 
-/// A DynamoDB client built exactly as the functions build theirs (same helper, same template
+/// A DynamoDB client built exactly as the functions build theirs (same helper, the contract's
 /// timeouts and retries); endpoint, region and credentials from this process's environment.
 pub async fn dynamodb() -> Result<aws_sdk_dynamodb::Client, Error> {
-    let settings = DynamoSettings::from_vars(&Vars::from_pairs(DYNAMO_SETTINGS))?;
-    Ok(dynamodb_client(&settings).await)
+    let settings = DynamoSettings::from_vars(&Vars::default())?;
+    Ok(Aws::load(&settings).await.dynamodb().clone())
 }

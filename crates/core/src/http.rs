@@ -1,43 +1,12 @@
-//! Request plumbing shared by both functions: route paths, content types, body limits.
+//! Request bodies: content types and size limits, shared by both functions.
 //!
 //! Everything here is pure and synchronous, so the handlers' pre-flight checks are cheap
 //! and testable without a runtime.
 
-use http::Method;
 use http::header::CONTENT_TYPE;
 use lambda_http::{Body, Request};
 
 use crate::problem::ApiError;
-
-/// The path a route is matched on.
-///
-/// Under API Gateway the request path is the route itself (`/predict`). `cargo lambda watch`
-/// serves functions at `/lambda-url/<function>/<path>`; that prefix is removed here, in one
-/// place, so the same routing table works locally and on AWS. (On AWS a path starting with
-/// `/lambda-url/` is never routed to these functions: the HTTP API only forwards declared routes.)
-pub fn route_path(request: &Request) -> &str {
-    let path = request.uri().path();
-    match path.strip_prefix("/lambda-url/") {
-        Some(rest) => match rest.find('/') {
-            Some(slash) => &rest[slash..],
-            None => "/",
-        },
-        None => path,
-    }
-}
-
-/// Fails with 405 (and the `Allow` list) unless the request uses `allowed`.
-pub fn require_method(
-    request: &Request,
-    allowed: Method,
-    allow: &'static str,
-) -> Result<(), ApiError> {
-    if request.method() == allowed {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allow })
-    }
-}
 
 /// True when the `Content-Type` header names `media_type` (parameters such as `charset`
 /// are allowed; comparison is case-insensitive as RFC 9110 §8.3.1 requires).
@@ -96,16 +65,6 @@ mod tests {
             builder = builder.header(CONTENT_TYPE, ct);
         }
         builder.body(body).unwrap()
-    }
-
-    #[test]
-    fn route_path_strips_the_local_function_url_prefix() {
-        let r = request("/lambda-url/predict/predict/batch", None, Body::Empty);
-        assert_eq!(route_path(&r), "/predict/batch");
-        let r = request("/lambda-url/token", None, Body::Empty);
-        assert_eq!(route_path(&r), "/");
-        let r = request("/predict", None, Body::Empty);
-        assert_eq!(route_path(&r), "/predict");
     }
 
     #[test]

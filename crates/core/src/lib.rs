@@ -1,14 +1,18 @@
 //! Shared library of secure-ml-api.
 //!
 //! Layout:
-//! - [`config`]: typed configuration read once at init from a [`config::Vars`] snapshot.
+//! - [`config`]: the configuration contract ([`config::VARIABLES`]) and typed configuration
+//!   read once at init from a [`config::Vars`] snapshot.
+//! - [`frame`]: the request frame both functions share — event conversion, route tables,
+//!   the per-source penalty, and the access line that is also the metrics record.
+//! - [`aws`]: SDK configuration and clients, built once per cold start.
 //! - [`problem`]: the one [`problem::ApiError`] enum and its RFC 9457 problem+json rendering.
 //! - [`http`]: request plumbing shared by both functions (body limits, content types, routing).
 //! - [`model`]: the served model: decoding at init, predictions with vote shares and range warnings.
 //! - [`predict`]: the prediction request contract: parsing and validation with JSON pointers.
 //! - [`auth`]: access tokens (EdDSA JWT issue and verification), signing keys, the client registry.
 //! - [`ratelimit`]: per-IP GCRA rate limiting with state in DynamoDB.
-//! - [`telemetry`]: JSON logs and CloudWatch embedded metrics.
+//! - [`telemetry`]: JSON logs and the end of init.
 //! - `testing` (feature `test-support`): mocked SDK clients for the functions' tests.
 //!
 //! Feature `aws` (default): everything that calls AWS — the DynamoDB-backed
@@ -17,7 +21,9 @@
 //! key material, and the rate-limit policies; the fuzz targets (`fuzz/`) build it that way.
 
 pub mod auth;
+pub mod aws;
 pub mod config;
+pub mod frame;
 pub mod http;
 pub mod model;
 pub mod predict;

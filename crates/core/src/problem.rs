@@ -37,6 +37,8 @@ impl FieldError {
 pub enum ApiError {
     #[error("no route matches this path")]
     NotFound,
+    #[error("the request cannot be read: {detail}")]
+    MalformedRequest { detail: &'static str },
     #[error("this route does not accept the request's method")]
     MethodNotAllowed { allow: &'static str },
     #[error("the request body must be sent as {expected}")]
@@ -57,6 +59,10 @@ pub enum ApiError {
     NoSourceIp,
     #[error("{detail}")]
     QuotaExceeded { retry_after: u64, detail: String },
+    #[error(
+        "this request has {rows} rows, but this client's rate limit admits at most {max} in one request; send at most {max} rows per request"
+    )]
+    TooManyRows { rows: u32, max: u32 },
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable { retry_after: u64 },
 }
@@ -77,6 +83,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MalformedRequest { .. } => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +92,7 @@ impl ApiError {
             Self::MissingToken | Self::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope { .. } | Self::NoSourceIp => StatusCode::FORBIDDEN,
             Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -93,6 +101,7 @@ impl ApiError {
     pub fn slug(&self) -> &'static str {
         match self {
             Self::NotFound => "not-found",
+            Self::MalformedRequest { .. } => "malformed-request",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -102,6 +111,7 @@ impl ApiError {
             Self::InsufficientScope { .. } => "insufficient-scope",
             Self::NoSourceIp => "no-source-ip",
             Self::QuotaExceeded { .. } => "quota-exceeded",
+            Self::TooManyRows { .. } => "too-many-rows",
             Self::Unavailable { .. } => "service-unavailable",
         }
     }
@@ -109,6 +119,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::NotFound => "Not Found",
+            Self::MalformedRequest { .. } => "Malformed Request",
             Self::MethodNotAllowed { .. } => "Method Not Allowed",
             Self::UnsupportedMediaType { .. } => "Unsupported Media Type",
             Self::PayloadTooLarge { .. } => "Payload Too Large",
@@ -118,6 +129,7 @@ impl ApiError {
             Self::InsufficientScope { .. } => "Insufficient Scope",
             Self::NoSourceIp => "No Source IP",
             Self::QuotaExceeded { .. } => "Quota Exceeded",
+            Self::TooManyRows { .. } => "Too Many Rows",
             Self::Unavailable { .. } => "Service Unavailable",
         }
     }

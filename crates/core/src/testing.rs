@@ -28,6 +28,38 @@ pub fn mock_dynamodb(mode: RuleMode, rules: &[&Rule]) -> aws_sdk_dynamodb::Clien
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// Access lines a test frame wrote, shared with the frame.
+pub type AccessLog = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// A request frame for handler tests: its access lines kept in memory (the returned log), and
+/// a penalty of `rejections` per minute per source on the system clock.
+pub fn frame_with_penalty(rejections: u32) -> (crate::frame::Frame, AccessLog) {
+    let (sink, log) = crate::frame::access::Sink::memory();
+    let policy = crate::frame::penalty::PenaltyPolicy {
+        limit: rejections,
+        window_ms: 60_000,
+    };
+    let clock = std::sync::Arc::new(crate::ratelimit::SystemClock);
+    (crate::frame::Frame::new(policy, sink, clock), log)
+}
+
+/// [`frame_with_penalty`] with a penalty no test reaches unless it means to.
+pub fn frame() -> crate::frame::Frame {
+    frame_with_penalty(u32::MAX).0
+}
+
+/// The JSON lines of an access log.
+pub fn access_lines(log: &AccessLog) -> Vec<serde_json::Value> {
+    let bytes = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 /// What a function binary printed and how it ended, when started outside Lambda to exercise its
 /// init: [`run_init`].
 #[derive(Debug)]
@@ -137,18 +169,27 @@ impl InitRun {
     }
 }
 
-/// [`run_init`] with the local stack's values of `stack_vars` (exported by `make test`; a
-/// missing one panics with how to get it), `overrides` replacing or adding variables.
-pub fn run_init_on_stack(bin: &str, stack_vars: &[&str], overrides: &[(&str, &str)]) -> InitRun {
-    let mut env: Vec<(String, String)> = stack_vars
-        .iter()
-        .map(|name| {
-            let value = std::env::var(name).unwrap_or_else(|_| {
-                panic!("{name} is not set: needs the local stack, run `make test`")
-            });
-            ((*name).to_owned(), value)
-        })
-        .collect();
+/// Runs the function binary `bin` of `program` with the local stack's environment: every
+/// variable of the configuration contract it reads that the test process has (make test exports
+/// the stack's), what Lambda itself sets, and `overrides` on top (an empty value unsets).
+pub fn run_init_on_stack(
+    bin: &str,
+    program: crate::config::Program,
+    overrides: &[(&str, &str)],
+) -> InitRun {
+    let platform = crate::config::PLATFORM.iter().copied();
+    let contract = crate::config::read_by(program).map(|var| var.name);
+    let mut env: Vec<(String, String)> = Vec::new();
+    for name in platform.clone().chain(["AWS_ENDPOINT_URL_DYNAMODB"]) {
+        if std::env::var(name).is_err() {
+            panic!("{name} is not set: needs the local stack, run `make test`");
+        }
+    }
+    for name in platform.chain(contract) {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
     for (name, value) in overrides {
         env.retain(|(n, _)| n != name);
         env.push(((*name).to_owned(), (*value).to_owned()));

@@ -722,7 +722,9 @@ mod rotation {
             audience: AUD.into(),
             jwks: JwksSource::File(jwks_path.clone()),
         };
-        let verifier = Verifier::load(config).await.unwrap();
+        let verifier = Verifier::load(config, &aws_config::SdkConfig::builder().build())
+            .await
+            .unwrap();
 
         // Rotation 1 is published; the first unknown kid triggers a reload and is accepted.
         set.rotate(now, retention()).unwrap();

@@ -4,10 +4,11 @@
 // Helpers outside #[test] fns too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use secure_ml_core::auth::Tier;
 use secure_ml_core::config::{ConfigError, Vars};
 use secure_ml_core::problem::ApiError;
 use secure_ml_core::ratelimit::{
-    ClientKey, FailPolicy, Group, Mode, Policy, RateLimitConfig, Tier, client_key,
+    ClientKey, FailPolicy, Group, Mode, Policy, RateLimitConfig, client_key,
 };
 use serde_json::{Value, json};
 
@@ -180,7 +181,7 @@ mod configuration {
         assert_eq!(config.token, Policy::new("token", 10, 60, 5).unwrap());
         assert_eq!(config.mode, Mode::Enforce);
         assert_eq!(config.fail_policy, FailPolicy::FailClosed);
-        assert_eq!(config.dynamo.attempt_timeout.as_millis(), 200);
+        assert_eq!(config.dynamo.attempt_timeout.as_millis(), 250);
         assert_eq!(config.dynamo.operation_timeout.as_millis(), 800);
         assert_eq!(config.dynamo.max_attempts, 3);
     }

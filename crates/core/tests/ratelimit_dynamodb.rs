@@ -23,9 +23,11 @@ use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use ratelimit_support::{Attempts, config};
+use secure_ml_core::auth::Tier;
+use secure_ml_core::aws::DynamoSettings;
 use secure_ml_core::ratelimit::{
-    Basis, ClientKey, Clock, Decision, DynamoSettings, Group, ManualClock, Outcome,
-    RateLimitConfig, RateLimiter, SystemClock, Tier,
+    Basis, ClientKey, Clock, Decision, Group, ManualClock, Outcome, RateLimitConfig, RateLimiter,
+    SystemClock,
 };
 
 const PREDICT: Group = Group::Predict(Tier::Free);

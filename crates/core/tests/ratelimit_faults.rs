@@ -17,9 +17,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use http::header::RETRY_AFTER;
 use ratelimit_support::{Attempts, client_config, config, dynamodb_error, hanging_http_client};
+use secure_ml_core::auth::Tier;
 use secure_ml_core::ratelimit::{
     Basis, ClientKey, Decision, Group, ManualClock, Outcome, RATELIMIT, RateLimitConfig,
-    RateLimiter, Tier,
+    RateLimiter,
 };
 use serde_json::json;
 
@@ -286,7 +287,9 @@ mod conditional_writes {
             (Outcome::Refused, Basis::CostExceedsBurst)
         );
         assert_eq!(attempts.count(), 0);
-        assert_eq!(decision.into_error().unwrap().status(), 429);
+        // Unprocessable, not 429: no wait would ever admit it.
+        assert_eq!(decision.retry_after_secs(), None);
+        assert_eq!(decision.into_error().unwrap().status(), 422);
     }
 
     #[tokio::test]
@@ -314,13 +317,15 @@ mod throttling {
 
     #[tokio::test]
     async fn throttling_of_the_item_is_an_over_limit_refusal_for_a_second() {
-        for code in [
-            "ProvisionedThroughputExceededException",
-            "ThrottlingException",
-            "RequestLimitExceeded",
+        // Without reasons (what DynamoDB sent before it named them), and with the key range's.
+        for extra in [
+            json!({}),
+            json!({"ThrottlingReasons": [{"reason": "TableWriteKeyRangeThroughputExceeded",
+                                           "resource": "arn:aws:dynamodb:us-east-1:1:table/t"}]}),
         ] {
+            let code = "ProvisionedThroughputExceededException";
             let throttled = mock!(Client::update_item)
-                .then_http_response(move || dynamodb_error(400, code, json!({})));
+                .then_http_response(move || dynamodb_error(400, code, extra.clone()));
             let (limiter, attempts, _) = limiter(fast_config(&[]), &[&throttled]);
 
             let decision = limiter.check(PREDICT, &key(), 1).await;
@@ -337,6 +342,40 @@ mod throttling {
                 attempts.count()
             );
             assert_eq!(decision.into_error().unwrap().status(), 429);
+        }
+    }
+
+    /// Throttling of the whole table or account says nothing about this caller: the fail
+    /// policy decides, as for any other store fault.
+    #[tokio::test]
+    async fn throttling_of_the_table_or_account_follows_the_fail_policy() {
+        let table_level = json!({"ThrottlingReasons": [{
+            "reason": "TableWriteProvisionedThroughputExceeded",
+            "resource": "arn:aws:dynamodb:us-east-1:1:table/t"}]});
+        let cases = [
+            ("ProvisionedThroughputExceededException", table_level),
+            ("RequestLimitExceeded", json!({})),
+            ("ThrottlingException", json!({})),
+        ];
+        for (code, extra) in cases {
+            for (policy, outcome) in [
+                ("fail-closed", Outcome::Unavailable),
+                ("fail-open", Outcome::FailedOpen),
+            ] {
+                let extra = extra.clone();
+                let throttled = mock!(Client::update_item)
+                    .then_http_response(move || dynamodb_error(400, code, extra.clone()));
+                let config = fast_config(&[("RATE_LIMIT_FAIL_POLICY", policy)]);
+                let (limiter, _, _) = limiter(config, &[&throttled]);
+
+                let decision = limiter.check(PREDICT, &key(), 1).await;
+
+                assert_eq!(
+                    (decision.outcome(), decision.basis()),
+                    (outcome, Basis::Fault("throttled")),
+                    "{code} under {policy}"
+                );
+            }
         }
     }
 
@@ -500,8 +539,9 @@ mod shadow_mode {
 
     #[tokio::test]
     async fn shadow_mode_never_refuses_whatever_happens() {
-        let throttled = mock!(Client::update_item)
-            .then_http_response(|| dynamodb_error(400, "ThrottlingException", json!({})));
+        let throttled = mock!(Client::update_item).then_http_response(|| {
+            dynamodb_error(400, "ProvisionedThroughputExceededException", json!({}))
+        });
         let failing = mock!(Client::update_item)
             .then_http_response(|| dynamodb_error(500, "InternalServerError", json!({})));
         let (limiter, _, _) = limiter(shadow(), &[&throttled]);

@@ -5,8 +5,8 @@
 //! | bench | from → to |
 //! |---|---|
 //! | `request_to_response` | a built `http::Request` → `handle` → `Response` |
-//! | `event_to_response` | the API Gateway event JSON → `lambda_http`'s adapter → `handle` → response JSON: everything between the Runtime API's two HTTP messages |
-//! | `event_to_response_json_logs` | the same, with the JSON log subscriber of `telemetry::init` formatting every line (to a sink) |
+//! | `event_to_response` | the API Gateway event JSON → `frame::event` → `handle` → response JSON: everything between the Runtime API's two HTTP messages (the access line formatted and dropped) |
+//! | `event_to_response_json_logs` | the same, with the JSON log subscriber of `telemetry::init` installed (to a sink) |
 //! | `limiter_check_mocked` | `RateLimiter::check` alone (key new to the limiter's memory after the first call: busy, EXTEND) |
 //! | `sdk_update_item_mocked` | a bare mocked `UpdateItem`: the SDK's request pipeline, nothing of ours |
 //!
@@ -19,11 +19,14 @@ use std::hint::black_box;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Adapter, Context, LambdaEvent, Request, Service, service_fn};
+use lambda_http::Context;
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings, Verifier};
 use secure_ml_core::config::Vars;
+use secure_ml_core::frame::Frame;
+use secure_ml_core::frame::access::Sink;
+use secure_ml_core::frame::event;
+use secure_ml_core::frame::penalty::PenaltyPolicy;
 use secure_ml_core::model::ServedModel;
 use secure_ml_core::ratelimit::{ClientKey, Group, RateLimitConfig, RateLimiter};
 use secure_ml_core::testing::{RuleMode, mock, mock_dynamodb};
@@ -73,7 +76,14 @@ fn deps() -> (&'static handler::Deps, String) {
     let client = mocked_dynamodb();
     let config = RateLimitConfig::from_vars(&Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-bench")]))
         .expect("config");
+    let policy = PenaltyPolicy {
+        limit: u32::MAX,
+        window_ms: 60_000,
+    };
+    let clock = std::sync::Arc::new(secure_ml_core::ratelimit::SystemClock);
     let deps = handler::Deps {
+        // Every access line is formatted, as in production, and then dropped.
+        frame: Frame::new(policy, Sink::Discard, clock),
         model: ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).expect("model"),
         verifier: Verifier::from_jwks(ISS, AUD, &issuer.jwks(now)).expect("verifier"),
         limiter: RateLimiter::new(client, config),
@@ -88,13 +98,11 @@ fn handler(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut adapter = Adapter::from(service_fn(move |request: Request| async move {
-        Ok::<_, std::convert::Infallible>(handler::handle(deps, request).await)
-    }));
-    let mut full = |event: &str| {
-        let request: LambdaRequest = serde_json::from_str(event).expect("event");
-        let response = rt.block_on(adapter.call(LambdaEvent::new(request, Context::default())));
-        serde_json::to_vec(&response.expect("infallible")).expect("response JSON")
+    // What `frame::run` does between the Runtime API's two HTTP messages.
+    let full = |payload: &str| {
+        let (request, origin) = event::decode(payload, Context::default());
+        let response = rt.block_on(handler::handle(deps, request));
+        serde_json::to_vec(&event::encode(origin, response)).expect("response JSON")
     };
     // Sanity: the path under test is the admitted 200, not an early error.
     let first: serde_json::Value = serde_json::from_slice(&full(&event)).expect("json");
@@ -103,7 +111,7 @@ fn handler(c: &mut Criterion) {
     let mut group = c.benchmark_group("handler");
     group.bench_function("request_to_response", |b| {
         b.iter_batched(
-            || lambda_http::request::from_str(&event).expect("request"),
+            || event::decode(&event, Context::default()).0,
             |request| rt.block_on(handler::handle(deps, request)),
             BatchSize::SmallInput,
         )

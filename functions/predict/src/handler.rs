@@ -1,6 +1,6 @@
 //! `POST /predict`, `POST /predict/batch`, `GET /model`, `GET /health`.
 //!
-//! Every protected request goes through the same pipeline, cheapest and least trusting first:
+//! Every protected request goes through the same steps, cheapest and least trusting first:
 //!
 //! ```text
 //! route + method ─▶ bearer token ─▶ scope ─▶ body (size, type, JSON, values) ─▶ rate limit ─▶ inference
@@ -11,118 +11,66 @@
 //! Validation runs before the limiter because a batch costs one unit per row and the row count
 //! is only known once the body is parsed; a rejected body consumes no quota.
 
-use std::time::Instant;
-
 use http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use secure_ml_core::auth::{AccessClaims, SCOPE_PREDICT, SCOPE_PROBA, Verifier};
-use secure_ml_core::http::{json_body, require_method, route_path};
+use secure_ml_core::auth::{SCOPE_PREDICT, SCOPE_PROBA, Verifier};
+use secure_ml_core::frame::route::{Route as Entry, Routes};
+use secure_ml_core::frame::{Call, Frame};
 use secure_ml_core::model::{PredictionView, ServedModel};
 use secure_ml_core::predict::{MAX_BODY_BYTES, parse_batch, parse_single};
 use secure_ml_core::problem::{ApiError, json_response};
-use secure_ml_core::ratelimit::{Decision, Group, RateLimiter, client_key};
-use secure_ml_core::telemetry::RequestMetrics;
+use secure_ml_core::ratelimit::{Group, RateLimiter};
 use serde::Serialize;
 
 /// Everything a request needs, built once at init.
 #[derive(Debug)]
 pub struct Deps {
+    pub frame: Frame,
     pub model: ServedModel,
     pub verifier: Verifier,
     pub limiter: RateLimiter,
 }
 
-/// What the access log records about a request besides its route and status.
-#[derive(Debug, Default)]
-struct Outcome {
-    client_id: Option<String>,
-    decision: Option<&'static str>,
-    /// Labels predicted for this request (for the per-label metric).
-    labels: Vec<String>,
+/// The routes of this function, as `template.yaml` declares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Predict,
+    Batch,
+    Model,
+    Health,
 }
 
-/// Handles one request. Never returns an error: every failure is a response.
+pub static ROUTES: Routes<Route> = Routes {
+    service: "predict",
+    routes: &[
+        Entry::new("/predict", Method::POST, Route::Predict),
+        Entry::new("/predict/batch", Method::POST, Route::Batch),
+        Entry::new("/model", Method::GET, Route::Model),
+        Entry::new("/health", Method::GET, Route::Health),
+    ],
+};
+
+/// Handles one request. Never fails: every outcome is a response.
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    let started = Instant::now();
-    let mut outcome = Outcome::default();
-    let route = route_path(&request).to_owned();
-    let response = match route_request(deps, &request, &route, &mut outcome).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    };
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(
-        route = %route,
-        method = %request.method(),
-        status = response.status().as_u16(),
-        latency_ms,
-        client_id = outcome.client_id.as_deref(),
-        decision = outcome.decision,
-        "request"
-    );
-    RequestMetrics {
-        service: "predict",
-        route: &route,
-        status: response.status().as_u16(),
-        latency_ms,
-        decision: outcome.decision,
-        labels: outcome.labels.iter().map(String::as_str).collect(),
-    }
-    .emit();
-    response
+    deps.frame
+        .serve(&ROUTES, request, async |call, route| match route {
+            Route::Predict => predict(deps, call).await,
+            Route::Batch => batch(deps, call).await,
+            Route::Model => model(deps, call).await,
+            Route::Health => Ok(health(deps)),
+        })
+        .await
 }
 
-async fn route_request(
-    deps: &Deps,
-    request: &Request,
-    route: &str,
-    outcome: &mut Outcome,
-) -> Result<Response<Body>, ApiError> {
-    match route {
-        "/health" => {
-            require_method(request, Method::GET, "GET")?;
-            Ok(health(deps))
-        }
-        "/model" => {
-            require_method(request, Method::GET, "GET")?;
-            let claims = authorize(deps, request, outcome).await?;
-            limited(deps, request, &claims, 1, outcome, || {
-                (model_card(deps), Vec::new())
-            })
-            .await
-        }
-        "/predict" => {
-            require_method(request, Method::POST, "POST")?;
-            let claims = authorize(deps, request, outcome).await?;
-            let row = parse_single(json_body(request, MAX_BODY_BYTES)?)?;
-            let proba = claims.has_scope(SCOPE_PROBA);
-            limited(deps, request, &claims, 1, outcome, || {
-                let prediction = deps.model.predict(&row, proba);
-                let labels = vec![prediction.label.clone()];
-                (json_response(StatusCode::OK, &prediction), labels)
-            })
-            .await
-        }
-        "/predict/batch" => {
-            require_method(request, Method::POST, "POST")?;
-            let claims = authorize(deps, request, outcome).await?;
-            let rows = parse_batch(json_body(request, MAX_BODY_BYTES)?)?;
-            let proba = claims.has_scope(SCOPE_PROBA);
-            // A batch of N rows costs N units: batching must not multiply the quota.
-            let cost = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-            limited(deps, request, &claims, cost, outcome, || {
-                let predictions = deps.model.predict_batch(&rows, proba);
-                let labels = predictions.iter().map(|p| p.label.clone()).collect();
-                let body = BatchResponse {
-                    predictions,
-                    model_version: deps.model.version(),
-                };
-                (json_response(StatusCode::OK, &body), labels)
-            })
-            .await
-        }
-        _ => Err(ApiError::NotFound),
-    }
+/// `POST /predict`: one row, one unit of quota.
+async fn predict(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiError> {
+    let claims = call.authorize(&deps.verifier, SCOPE_PREDICT).await?;
+    let row = parse_single(call.json_body(MAX_BODY_BYTES)?)?;
+    call.charge(&deps.limiter, Group::Predict(claims.tier), 1)
+        .await?;
+    let prediction = deps.model.predict(&row, claims.has_scope(SCOPE_PROBA));
+    call.count_prediction(&prediction.label);
+    Ok(json_response(StatusCode::OK, &prediction))
 }
 
 #[derive(Serialize)]
@@ -131,12 +79,46 @@ struct BatchResponse<'a> {
     model_version: &'a str,
 }
 
+/// `POST /predict/batch`: N rows cost N units, so batching cannot multiply the quota.
+async fn batch(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiError> {
+    let claims = call.authorize(&deps.verifier, SCOPE_PREDICT).await?;
+    let rows = parse_batch(call.json_body(MAX_BODY_BYTES)?)?;
+    let cost = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    call.charge(&deps.limiter, Group::Predict(claims.tier), cost)
+        .await?;
+    let predictions = deps
+        .model
+        .predict_batch(&rows, claims.has_scope(SCOPE_PROBA));
+    for prediction in &predictions {
+        call.count_prediction(&prediction.label);
+    }
+    let body = BatchResponse {
+        predictions,
+        model_version: deps.model.version(),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /model`: the model card, one unit of quota.
+async fn model(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiError> {
+    let claims = call.authorize(&deps.verifier, SCOPE_PREDICT).await?;
+    call.charge(&deps.limiter, Group::Predict(claims.tier), 1)
+        .await?;
+    let mut response = Response::new(Body::Text(deps.model.card_json().to_owned()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
 #[derive(Serialize)]
 struct Health<'a> {
     status: &'static str,
     model_version: &'a str,
 }
 
+/// `GET /health`: no token, no DynamoDB call.
 fn health(deps: &Deps) -> Response<Body> {
     json_response(
         StatusCode::OK,
@@ -147,62 +129,6 @@ fn health(deps: &Deps) -> Response<Body> {
     )
 }
 
-fn model_card(deps: &Deps) -> Response<Body> {
-    let mut response = Response::new(Body::Text(deps.model.card_json().to_owned()));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Verifies the bearer token and requires the `predict` scope.
-async fn authorize(
-    deps: &Deps,
-    request: &Request,
-    outcome: &mut Outcome,
-) -> Result<AccessClaims, ApiError> {
-    let claims = deps.verifier.verify(request.headers()).await?;
-    outcome.client_id = Some(claims.client_id.clone());
-    if !claims.has_scope(SCOPE_PREDICT) {
-        return Err(ApiError::InsufficientScope {
-            scope: SCOPE_PREDICT,
-        });
-    }
-    Ok(claims)
-}
-
-/// Charges `cost` units to the caller's IP, then serves `serve` when admitted. The rate-limit
-/// headers go on the response whatever the decision.
-async fn limited(
-    deps: &Deps,
-    request: &Request,
-    claims: &AccessClaims,
-    cost: u32,
-    outcome: &mut Outcome,
-    serve: impl FnOnce() -> (Response<Body>, Vec<String>),
-) -> Result<Response<Body>, ApiError> {
-    let key = client_key(request)?;
-    let decision: Decision = deps
-        .limiter
-        .check(Group::Predict(claims.tier), &key, cost)
-        .await;
-    outcome.decision = Some(decision.as_str());
-    let headers = decision.headers();
-    let mut response = match decision.into_error() {
-        Some(error) => error.into_response(),
-        None => {
-            let (response, labels) = serve();
-            outcome.labels = labels;
-            response
-        }
-    };
-    for (name, value) in headers {
-        response.headers_mut().insert(name, value);
-    }
-    Ok(response)
-}
-
 #[cfg(test)]
 mod tests {
     //! Handler tests: API Gateway events from `events/` (and variants of them) in, status,
@@ -211,10 +137,11 @@ mod tests {
 
     use super::*;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use secure_ml_core::auth::Tier;
     use secure_ml_core::auth::token::unix_now;
     use secure_ml_core::auth::{KeySet, TokenIssuer, TokenSettings};
     use secure_ml_core::config::Vars;
-    use secure_ml_core::ratelimit::{RateLimitConfig, Tier};
+    use secure_ml_core::ratelimit::RateLimitConfig;
     use secure_ml_core::testing::{Rule, RuleMode, mock, mock_dynamodb};
     use serde_json::Value;
 
@@ -249,6 +176,7 @@ mod tests {
                 RateLimitConfig::from_vars(&Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]))
                     .unwrap();
             let deps = Deps {
+                frame: secure_ml_core::testing::frame(),
                 model: ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).unwrap(),
                 verifier,
                 limiter: RateLimiter::new(client, config),
@@ -753,15 +681,21 @@ mod tests {
         use super::*;
 
         #[tokio::test]
-        async fn batch_larger_than_the_burst_is_refused_whole_without_a_dynamodb_call() {
+        async fn batch_larger_than_the_burst_is_a_422_naming_the_tiers_maximum_without_a_dynamodb_call()
+         {
             let h = Harness::new();
             let rows = vec!["[5.1, 3.5, 1.4, 0.2]"; 21].join(",");
             let response = h
                 .batch_with_body(&format!(r#"{{"instances": [{rows}]}}"#))
                 .await;
-            let problem = assert_problem(&response, 429, "quota-exceeded");
-            assert!(problem["detail"].as_str().unwrap().contains("21"));
-            assert!(header(&response, "retry-after").is_some());
+            // A 429 would tell the client to retry a request that can never be admitted.
+            let problem = assert_problem(&response, 422, "too-many-rows");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("21 rows") && detail.contains("at most 20"),
+                "{detail}"
+            );
+            assert!(header(&response, "retry-after").is_none());
             assert_eq!(
                 header(&response, "ratelimit-policy"),
                 Some("\"predict\";q=60;w=60")

@@ -23,8 +23,8 @@ use hyper_util::rt::TokioExecutor;
 
 use bytes::Bytes;
 use secure_ml_core::auth::ClientRegistry;
+use secure_ml_core::auth::Tier;
 use secure_ml_core::auth::token::unix_now;
-use secure_ml_core::ratelimit::Tier;
 use serde_json::{Value, json};
 
 const NEEDS_STACK: &str = "needs the local stack: run `make test`";

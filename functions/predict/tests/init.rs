@@ -6,24 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use secure_ml_core::config::Program;
 use secure_ml_core::testing::{InitRun, run_init_on_stack, scratch_file};
 
 const BIN: &str = env!("CARGO_BIN_EXE_predict");
 
-/// The stack's settings for this function.
-const STACK_VARS: &[&str] = &[
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "RATE_LIMIT_TABLE",
-    "JWKS_FILE",
-    "TOKEN_ISSUER",
-    "TOKEN_AUDIENCE",
-];
-
 fn start(overrides: &[(&str, &str)]) -> InitRun {
-    run_init_on_stack(BIN, STACK_VARS, overrides)
+    run_init_on_stack(BIN, Program::Predict, overrides)
 }
 
 #[test]
@@ -91,4 +80,11 @@ fn a_jwks_not_created_yet_is_a_warning_not_an_init_failure() {
         run.lines
     );
     assert!(!run.init_failed(), "{:#?}", run.lines);
+}
+
+#[test]
+#[ignore = "needs the local stack: run make test"]
+fn a_malformed_log_filter_fails_init_naming_rust_log() {
+    let run = start(&[("RUST_LOG", "info,[")]);
+    run.assert_failed_naming(&["RUST_LOG"]);
 }

@@ -7,25 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use secure_ml_core::config::Program;
 use secure_ml_core::testing::{InitRun, run_init_on_stack, scratch_file};
 
 const BIN: &str = env!("CARGO_BIN_EXE_token");
 
-/// The stack's settings for this function.
-const STACK_VARS: &[&str] = &[
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "RATE_LIMIT_TABLE",
-    "CLIENTS_TABLE",
-    "SIGNING_KEYS_FILE",
-    "TOKEN_ISSUER",
-    "TOKEN_AUDIENCE",
-];
-
 fn start(overrides: &[(&str, &str)]) -> InitRun {
-    run_init_on_stack(BIN, STACK_VARS, overrides)
+    run_init_on_stack(BIN, Program::Token, overrides)
 }
 
 #[test]

@@ -55,6 +55,7 @@
 
 pub mod client_auth;
 pub mod keys;
+pub mod oauth;
 #[cfg(feature = "aws")]
 pub mod registry;
 pub mod secret;
@@ -62,7 +63,10 @@ pub mod store;
 pub mod token;
 pub mod verify;
 
-pub use crate::ratelimit::Tier;
+use std::str::FromStr;
+
+use crate::config::UnknownValue;
+
 pub use keys::{Jwks, KeySet, PublicJwk};
 #[cfg(feature = "aws")]
 pub use registry::{ClientRecord, ClientRegistry, ClientStatus, RegistryError};
@@ -71,6 +75,42 @@ pub use store::{JwksSource, KeySetSource, SigningKeys};
 pub use token::{IssuedToken, TokenIssuer, TokenSettings};
 pub use verify::{AccessClaims, Verifier, VerifierConfig};
 
+/// A client's service tier: a claim of its access tokens, and the multiplier of its predict
+/// rate limit (premium).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tier {
+    #[default]
+    Free,
+    Premium,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Premium => "premium",
+        }
+    }
+}
+
+impl FromStr for Tier {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "free" => Ok(Self::Free),
+            "premium" => Ok(Self::Premium),
+            _ => Err(UnknownValue::expected("\"free\" or \"premium\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Scope for single and batch predictions and `GET /model`.
 pub const SCOPE_PREDICT: &str = "predict";
 /// Scope that adds class probabilities to prediction responses.
@@ -78,8 +118,8 @@ pub const SCOPE_PROBA: &str = "predict:proba";
 /// Every scope a client can hold, in canonical order.
 pub const KNOWN_SCOPES: [&str; 2] = [SCOPE_PREDICT, SCOPE_PROBA];
 
-/// Default access-token lifetime (`TOKEN_LIFETIME_SECONDS`): 15 minutes.
-pub const DEFAULT_TOKEN_LIFETIME_SECONDS: u64 = 900;
+/// Longest access-token lifetime `TOKEN_LIFETIME_SECONDS` may set (the template's `MaxValue`).
+pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 3600;
 /// Clock-skew allowance for `exp` and `nbf`. Small and fixed (RFC 8725 §3.10 spirit).
 pub const LEEWAY_SECONDS: u64 = 30;
 /// How often the token function re-reads its private key set.
@@ -118,8 +158,8 @@ pub fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Serde for [`Tier`] as its lowercase name (`"free"`, `"premium"`). `Tier` lives with the rate
-/// limiter, which has no serde; tokens and the client table carry it as a string.
+/// Serde for [`Tier`] as its lowercase name (`"free"`, `"premium"`), as tokens and the client
+/// table carry it.
 pub mod tier_serde {
     use super::Tier;
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};

@@ -24,7 +24,7 @@ use subtle::Choice;
 
 use super::secret::{ClientSecret, SecretHash, generate_client_id, is_lookup_safe_client_id};
 use super::{KNOWN_SCOPES, Tier};
-use crate::config::{ConfigError, Vars};
+use crate::config::{self, ConfigError, Vars};
 
 /// Whether a client may obtain tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,7 +160,7 @@ impl ClientRegistry {
 
     /// Uses `CLIENTS_TABLE`.
     pub fn from_vars(client: aws_sdk_dynamodb::Client, vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self::new(client, vars.required("CLIENTS_TABLE")?))
+        Ok(Self::new(client, vars.required(&config::CLIENTS_TABLE)?))
     }
 
     pub fn table(&self) -> &str {

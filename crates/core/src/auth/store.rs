@@ -23,33 +23,24 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "aws")]
 use aws_smithy_types::error::display::DisplayErrorContext;
-#[cfg(feature = "aws")]
-use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::token::{TokenIssuer, TokenSettings, unix_now};
 use super::{AuthError, Jwks, KEY_REFRESH_SECONDS, KeySet};
-use crate::config::{ConfigError, Vars};
-
-/// Key and JWKS reads happen at init and on rare reloads; they must still never hang a request.
-#[cfg(feature = "aws")]
-fn sdk_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(4))
-        .build()
-}
+use crate::config::{self, ConfigError, Var, Vars};
 
 fn one_of(
     vars: &Vars,
-    aws: &str,
-    local: &str,
+    aws: &Var,
+    local: &Var,
 ) -> Result<Option<Result<String, PathBuf>>, ConfigError> {
-    match (vars.get(aws), vars.get(local)) {
-        (Some(_), Some(_)) => Err(ConfigError::Invalid {
-            name: aws.to_owned(),
-            reason: format!("set either {aws} (AWS) or {local} (local), not both"),
-        }),
+    match (vars.get(aws.name), vars.get(local.name)) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            aws,
+            format!(
+                "set either {} (AWS) or {} (local), not both",
+                aws.name, local.name
+            ),
+        )),
         (Some(id), None) => Ok(Some(Ok(id.to_owned()))),
         (None, Some(path)) => Ok(Some(Err(PathBuf::from(path)))),
         (None, None) => Ok(None),
@@ -65,7 +56,11 @@ pub enum KeySetSource {
 
 impl KeySetSource {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        match one_of(vars, "SIGNING_KEYS_SECRET_ID", "SIGNING_KEYS_FILE")? {
+        match one_of(
+            vars,
+            &config::SIGNING_KEYS_SECRET_ID,
+            &config::SIGNING_KEYS_FILE,
+        )? {
             Some(Ok(id)) => Ok(Self::Secret(id)),
             Some(Err(path)) => Ok(Self::File(path)),
             None => Err(ConfigError::Missing {
@@ -92,11 +87,13 @@ impl JwksSource {
 
     /// Optional (the admin CLI publishes a JWKS only where one is configured).
     pub fn from_vars_optional(vars: &Vars) -> Result<Option<Self>, ConfigError> {
-        Ok(match one_of(vars, "JWKS_SECRET_ID", "JWKS_FILE")? {
-            Some(Ok(id)) => Some(Self::Secret(id)),
-            Some(Err(path)) => Some(Self::File(path)),
-            None => None,
-        })
+        Ok(
+            match one_of(vars, &config::JWKS_SECRET_ID, &config::JWKS_FILE)? {
+                Some(Ok(id)) => Some(Self::Secret(id)),
+                Some(Err(path)) => Some(Self::File(path)),
+                None => None,
+            },
+        )
     }
 }
 
@@ -124,16 +121,11 @@ impl Document {
     ) -> Self {
         match source {
             Err(path) => Self::File { path, mode },
-            Ok(secret_id) => {
-                let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
-                    .timeout_config(sdk_timeouts())
-                    .build();
-                Self::Secret {
-                    client: aws_sdk_secretsmanager::Client::from_conf(config),
-                    secret_id,
-                    description,
-                }
-            }
+            Ok(secret_id) => Self::Secret {
+                client: crate::aws::secrets_client(sdk),
+                secret_id,
+                description,
+            },
         }
     }
 

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{KeySet, PublicJwk};
 use super::{
-    ACCESS_TOKEN_TYP, AuthError, DEFAULT_TOKEN_LIFETIME_SECONDS, Jwks, Tier, key_retention_seconds,
+    ACCESS_TOKEN_TYP, AuthError, Jwks, MAX_TOKEN_LIFETIME_SECONDS, Tier, key_retention_seconds,
 };
-use crate::config::{ConfigError, Vars};
+use crate::config::{self, ConfigError, Vars};
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970, which no Lambda's is).
 pub fn unix_now() -> u64 {
@@ -35,8 +35,8 @@ impl TokenSettings {
     /// Reads `TOKEN_ISSUER`, `TOKEN_AUDIENCE` (both required) and `TOKEN_LIFETIME_SECONDS`.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            issuer: vars.required("TOKEN_ISSUER")?.to_owned(),
-            audience: vars.required("TOKEN_AUDIENCE")?.to_owned(),
+            issuer: vars.required(&config::TOKEN_ISSUER)?.to_owned(),
+            audience: vars.required(&config::TOKEN_AUDIENCE)?.to_owned(),
             lifetime_seconds: lifetime_from_vars(vars)?,
         })
     }
@@ -47,15 +47,15 @@ impl TokenSettings {
     }
 }
 
-/// `TOKEN_LIFETIME_SECONDS`, 60 s to 24 h, default 900.
+/// `TOKEN_LIFETIME_SECONDS`: 60 s to [`MAX_TOKEN_LIFETIME_SECONDS`] (the template's range).
 pub fn lifetime_from_vars(vars: &Vars) -> Result<u64, ConfigError> {
-    const NAME: &str = "TOKEN_LIFETIME_SECONDS";
-    let lifetime = vars.parse_or(NAME, DEFAULT_TOKEN_LIFETIME_SECONDS)?;
-    if !(60..=86_400).contains(&lifetime) {
-        return Err(ConfigError::Invalid {
-            name: NAME.to_owned(),
-            reason: format!("must be between 60 and 86400 seconds (got {lifetime})"),
-        });
+    let var = &config::TOKEN_LIFETIME_SECONDS;
+    let lifetime: u64 = vars.parse(var)?;
+    if !(60..=MAX_TOKEN_LIFETIME_SECONDS).contains(&lifetime) {
+        return Err(ConfigError::invalid(
+            var,
+            format!("must be between 60 and {MAX_TOKEN_LIFETIME_SECONDS} seconds (got {lifetime})"),
+        ));
     }
     Ok(lifetime)
 }

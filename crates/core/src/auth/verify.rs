@@ -33,7 +33,7 @@ use super::{
     ACCESS_TOKEN_TYP, AuthError, JWKS_RELOAD_INTERVAL_SECONDS, Jwks, LEEWAY_SECONDS,
     MAX_TOKEN_BYTES, Tier,
 };
-use crate::config::{ConfigError, Vars};
+use crate::config::{self, ConfigError, Vars};
 use crate::problem::ApiError;
 
 /// What a route learns about a caller from a valid token.
@@ -63,7 +63,7 @@ impl AccessClaims {
     }
 }
 
-/// Verifier configuration: `TOKEN_ISSUER`, `TOKEN_AUDIENCE`, and `JWKS_PARAMETER` (AWS) or
+/// Verifier configuration: `TOKEN_ISSUER`, `TOKEN_AUDIENCE`, and `JWKS_SECRET_ID` (AWS) or
 /// `JWKS_FILE` (local).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierConfig {
@@ -75,8 +75,8 @@ pub struct VerifierConfig {
 impl VerifierConfig {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            issuer: vars.required("TOKEN_ISSUER")?.to_owned(),
-            audience: vars.required("TOKEN_AUDIENCE")?.to_owned(),
+            issuer: vars.required(&config::TOKEN_ISSUER)?.to_owned(),
+            audience: vars.required(&config::TOKEN_AUDIENCE)?.to_owned(),
             jwks: JwksSource::from_vars(vars)?,
         })
     }
@@ -110,25 +110,11 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Loads the JWKS from the configured source. For a Secrets Manager source the SDK's
-    /// default configuration (region, credentials) is loaded here; a file source needs none.
-    /// An empty JWKS is allowed (keys may be generated after deploy) but logged.
+    /// Loads the JWKS from the configured source (a Secrets Manager source uses `sdk`, the
+    /// function's one SDK configuration). An empty JWKS is allowed (keys may be generated after
+    /// deploy) but logged.
     #[cfg(feature = "aws")]
-    pub async fn load(config: VerifierConfig) -> Result<Self, AuthError> {
-        let sdk = match &config.jwks {
-            JwksSource::Secret(_) => {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await
-            }
-            JwksSource::File(_) => aws_config::SdkConfig::builder().build(),
-        };
-        Self::load_with_sdk(config, &sdk).await
-    }
-
-    /// [`Self::load`] with an SDK configuration the caller already has.
-    #[cfg(feature = "aws")]
-    pub async fn load_with_sdk(
+    pub async fn load(
         config: VerifierConfig,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, AuthError> {

@@ -1,15 +1,12 @@
 //! Policies and settings, read once at init from a [`Vars`] snapshot.
 
-use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
-
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
 
 #[cfg(feature = "aws")]
 use super::gcra::Rate;
-use crate::config::{ConfigError, Vars};
+use crate::auth::Tier;
+use crate::aws::DynamoSettings;
+use crate::config::{self, ConfigError, UnknownValue, Var, Vars};
 
 /// The window every configured policy is expressed in (`*_RATE_PER_MINUTE`).
 const MINUTE: u32 = 60;
@@ -130,50 +127,6 @@ impl Policy {
     }
 }
 
-/// An error parsing one of the small enums below; the message lists the accepted values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("expected {expected}")]
-pub struct UnknownValue {
-    expected: &'static str,
-}
-
-/// A client's service tier, from its access token. Premium multiplies the predict policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Tier {
-    #[default]
-    Free,
-    Premium,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Free => "free",
-            Self::Premium => "premium",
-        }
-    }
-}
-
-impl FromStr for Tier {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "free" => Ok(Self::Free),
-            "premium" => Ok(Self::Premium),
-            _ => Err(UnknownValue {
-                expected: "\"free\" or \"premium\"",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A route group: the routes that share one budget per client key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
@@ -212,9 +165,7 @@ impl FromStr for Mode {
         match s {
             "enforce" => Ok(Self::Enforce),
             "shadow" => Ok(Self::Shadow),
-            _ => Err(UnknownValue {
-                expected: "\"enforce\" or \"shadow\"",
-            }),
+            _ => Err(UnknownValue::expected("\"enforce\" or \"shadow\"")),
         }
     }
 }
@@ -236,134 +187,8 @@ impl FromStr for FailPolicy {
         match s {
             "fail-closed" => Ok(Self::FailClosed),
             "fail-open" => Ok(Self::FailOpen),
-            _ => Err(UnknownValue {
-                expected: "\"fail-closed\" or \"fail-open\"",
-            }),
+            _ => Err(UnknownValue::expected("\"fail-closed\" or \"fail-open\"")),
         }
-    }
-}
-
-/// Timeouts and retries of every DynamoDB call, shared by both functions' clients.
-///
-/// The operation timeout bounds a call including its retries; it should sit well under the
-/// function timeout so a slow DynamoDB turns into a 503 (or a fail-open admission), never a
-/// Lambda timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DynamoSettings {
-    pub attempt_timeout: Duration,
-    pub operation_timeout: Duration,
-    pub max_attempts: u32,
-}
-
-impl Default for DynamoSettings {
-    fn default() -> Self {
-        Self {
-            attempt_timeout: Duration::from_millis(200),
-            operation_timeout: Duration::from_millis(800),
-            max_attempts: 3,
-        }
-    }
-}
-
-impl DynamoSettings {
-    /// Reads `DYNAMODB_ATTEMPT_TIMEOUT_MS` (200), `DYNAMODB_OPERATION_TIMEOUT_MS` (800) and
-    /// `DYNAMODB_MAX_ATTEMPTS` (3).
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let attempt = positive(
-            vars,
-            "DYNAMODB_ATTEMPT_TIMEOUT_MS",
-            millis(defaults.attempt_timeout),
-        )?;
-        let operation = positive(
-            vars,
-            "DYNAMODB_OPERATION_TIMEOUT_MS",
-            millis(defaults.operation_timeout),
-        )?;
-        if operation < attempt {
-            return Err(invalid(
-                "DYNAMODB_OPERATION_TIMEOUT_MS",
-                format!(
-                    "must be at least DYNAMODB_ATTEMPT_TIMEOUT_MS ({attempt} ms) (got {operation})"
-                ),
-            ));
-        }
-        let max_attempts = positive(vars, "DYNAMODB_MAX_ATTEMPTS", defaults.max_attempts)?;
-        if max_attempts > 10 {
-            return Err(invalid(
-                "DYNAMODB_MAX_ATTEMPTS",
-                format!("must be at most 10 (got {max_attempts})"),
-            ));
-        }
-        Ok(Self {
-            attempt_timeout: Duration::from_millis(u64::from(attempt)),
-            operation_timeout: Duration::from_millis(u64::from(operation)),
-            max_attempts,
-        })
-    }
-
-    /// Per-attempt and per-operation timeouts; connecting counts against the attempt.
-    pub fn timeout_config(&self) -> TimeoutConfig {
-        TimeoutConfig::builder()
-            .connect_timeout(self.attempt_timeout)
-            .operation_attempt_timeout(self.attempt_timeout)
-            .operation_timeout(self.operation_timeout)
-            .build()
-    }
-
-    /// Standard retries, bounded by `max_attempts`, with backoffs scaled to a sub-second
-    /// budget (the SDK's default first backoff of 1 s alone would exceed it).
-    pub fn retry_config(&self) -> RetryConfig {
-        RetryConfig::standard()
-            .with_max_attempts(self.max_attempts)
-            .with_initial_backoff(Duration::from_millis(20))
-            .with_max_backoff(self.attempt_timeout)
-    }
-}
-
-/// A DynamoDB client with [`DynamoSettings`]' timeouts and retries; region, credentials and
-/// endpoint (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local) come from the environment as usual.
-/// Build it once in `main` and share it.
-#[cfg(feature = "aws")]
-pub async fn dynamodb_client(settings: &DynamoSettings) -> aws_sdk_dynamodb::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(settings.timeout_config())
-        .retry_config(settings.retry_config())
-        .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&sdk)
-}
-
-/// Checks at init that `table` (named by the environment variable `variable`) exists, so a
-/// deployment pointing at a missing table fails its init with one line that names it instead of
-/// answering 503 to every request. Only answers that prove a misconfiguration are errors (no such
-/// table, no permission); an unreachable or throttled DynamoDB is logged and left to each
-/// request's fail policy, so a passing blip cannot fail cold starts. The call also opens the
-/// connection the first request would otherwise have to open.
-#[cfg(feature = "aws")]
-pub async fn check_table(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    variable: &str,
-) -> Result<(), String> {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
-    use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
-    use aws_smithy_types::error::display::DisplayErrorContext;
-
-    match client.describe_table().table_name(table).send().await {
-        Ok(_) => Ok(()),
-        Err(error) => match error.as_service_error() {
-            Some(DescribeTableError::ResourceNotFoundException(_)) => Err(format!(
-                "DynamoDB table {table:?} ({variable}) does not exist in this account and region"
-            )),
-            Some(service) if service.code() == Some("AccessDeniedException") => Err(format!(
-                "not allowed to use DynamoDB table {table:?} ({variable}): the function's role needs dynamodb:DescribeTable on it"
-            )),
-            _ => {
-                tracing::warn!(table, error = %DisplayErrorContext(&error), "DynamoDB did not answer the table check at init; requests follow the fail policy until it does");
-                Ok(())
-            }
-        },
     }
 }
 
@@ -372,11 +197,11 @@ pub async fn check_table(
 pub struct RateLimitConfig {
     /// `RATE_LIMIT_TABLE`.
     pub table: String,
-    /// `PREDICT_RATE_PER_MINUTE` (60), `PREDICT_BURST` (20).
+    /// `PREDICT_RATE_PER_MINUTE`, `PREDICT_BURST`.
     pub predict: Policy,
-    /// The predict policy × `PREMIUM_MULTIPLIER` (5).
+    /// The predict policy × `PREMIUM_MULTIPLIER`.
     pub predict_premium: Policy,
-    /// `TOKEN_RATE_PER_MINUTE` (10), `TOKEN_BURST` (5).
+    /// `TOKEN_RATE_PER_MINUTE`, `TOKEN_BURST`.
     pub token: Policy,
     /// `RATE_LIMIT_MODE`: `enforce` (default) or `shadow`.
     pub mode: Mode,
@@ -389,30 +214,33 @@ pub struct RateLimitConfig {
 impl RateLimitConfig {
     /// Reads and validates the configuration; an error names the offending variable.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let table = vars.required("RATE_LIMIT_TABLE")?.trim().to_owned();
+        let table = vars.required(&config::RATE_LIMIT_TABLE)?.trim().to_owned();
         let predict = per_minute(
             vars,
             "predict",
-            ("PREDICT_RATE_PER_MINUTE", 60),
-            ("PREDICT_BURST", 20),
+            &config::PREDICT_RATE_PER_MINUTE,
+            &config::PREDICT_BURST,
         )?;
         let token = per_minute(
             vars,
             "token",
-            ("TOKEN_RATE_PER_MINUTE", 10),
-            ("TOKEN_BURST", 5),
+            &config::TOKEN_RATE_PER_MINUTE,
+            &config::TOKEN_BURST,
         )?;
-        let multiplier = positive(vars, "PREMIUM_MULTIPLIER", 5)?;
-        let predict_premium = predict
-            .scaled(multiplier)
-            .map_err(|e| invalid("PREMIUM_MULTIPLIER", format!("{e} (got {multiplier})")))?;
+        let multiplier: u32 = vars.positive(&config::PREMIUM_MULTIPLIER)?;
+        let predict_premium = predict.scaled(multiplier).map_err(|e| {
+            ConfigError::invalid(
+                &config::PREMIUM_MULTIPLIER,
+                format!("{e} (got {multiplier})"),
+            )
+        })?;
         Ok(Self {
             table,
             predict,
             predict_premium,
             token,
-            mode: vars.parse_or("RATE_LIMIT_MODE", Mode::Enforce)?,
-            fail_policy: vars.parse_or("RATE_LIMIT_FAIL_POLICY", FailPolicy::FailClosed)?,
+            mode: vars.parse(&config::RATE_LIMIT_MODE)?,
+            fail_policy: vars.parse(&config::RATE_LIMIT_FAIL_POLICY)?,
             dynamo: DynamoSettings::from_vars(vars)?,
         })
     }
@@ -430,34 +258,16 @@ impl RateLimitConfig {
 fn per_minute(
     vars: &Vars,
     name: &'static str,
-    (rate_var, rate_default): (&str, u32),
-    (burst_var, burst_default): (&str, u32),
+    rate: &Var,
+    burst: &Var,
 ) -> Result<Policy, ConfigError> {
-    let quota = positive(vars, rate_var, rate_default)?;
-    let burst = positive(vars, burst_var, burst_default)?;
-    Policy::new(name, quota, MINUTE, burst).map_err(|e| {
+    let quota = vars.positive(rate)?;
+    let burst_value = vars.positive(burst)?;
+    Policy::new(name, quota, MINUTE, burst_value).map_err(|e| {
         let var = match e {
-            PolicyError::ZeroBurst => burst_var,
-            _ => rate_var,
+            PolicyError::ZeroBurst => burst,
+            _ => rate,
         };
-        invalid(var, e.to_string())
+        ConfigError::invalid(var, e.to_string())
     })
-}
-
-fn positive(vars: &Vars, name: &str, default: u32) -> Result<u32, ConfigError> {
-    match vars.parse_or(name, default)? {
-        0 => Err(invalid(name, "must be at least 1 (got 0)".to_owned())),
-        value => Ok(value),
-    }
-}
-
-fn invalid(name: &str, reason: String) -> ConfigError {
-    ConfigError::Invalid {
-        name: name.to_owned(),
-        reason,
-    }
-}
-
-fn millis(duration: Duration) -> u32 {
-    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }

@@ -133,9 +133,8 @@ impl Decision {
     /// for a shadow refusal, which is reported but not enforced).
     pub fn retry_after_secs(&self) -> Option<u64> {
         match (self.outcome, self.basis) {
-            (Outcome::Refused | Outcome::ShadowRefused, Basis::CostExceedsBurst) => {
-                Some(u64::from(self.policy.window_secs()))
-            }
+            // Waiting would not help: such a request never fits.
+            (_, Basis::CostExceedsBurst) => None,
             (Outcome::Refused | Outcome::ShadowRefused, _) => {
                 self.reset_secs().map(|secs| secs.max(1))
             }
@@ -172,19 +171,17 @@ impl Decision {
     }
 
     /// The problem to answer with when the request is not served: 429 for a refusal, 503 when
-    /// the store could not be asked and the limiter fails closed. `None` when it is served.
+    /// the store could not be asked and the limiter fails closed, 422 for a request larger
+    /// than the policy's burst (no wait would ever admit it). `None` when it is served.
     pub fn into_error(self) -> Option<ApiError> {
+        if let (Outcome::Refused, Basis::CostExceedsBurst) = (self.outcome, self.basis) {
+            return Some(ApiError::TooManyRows {
+                rows: self.cost,
+                max: self.policy.burst(),
+            });
+        }
         let retry_after = self.retry_after_secs()?;
         match (self.outcome, self.basis) {
-            (Outcome::Refused, Basis::CostExceedsBurst) => Some(ApiError::QuotaExceeded {
-                retry_after,
-                detail: format!(
-                    "this request costs {} units, but the {} policy admits at most {} at once; send smaller requests",
-                    self.cost,
-                    self.policy.name(),
-                    self.policy.burst()
-                ),
-            }),
             (Outcome::Refused, _) => Some(ApiError::QuotaExceeded {
                 retry_after,
                 detail: format!(
@@ -317,16 +314,13 @@ mod tests {
     }
 
     #[test]
-    fn a_request_larger_than_the_burst_is_refused_with_an_explanation() {
+    fn a_request_larger_than_the_burst_is_unprocessable_not_retryable() {
         let mut too_big = decision(Outcome::Refused, Basis::CostExceedsBurst, None, None);
         too_big.cost = 50;
-        match too_big.into_error() {
-            Some(ApiError::QuotaExceeded { detail, .. }) => {
-                assert!(detail.contains("costs 50 units"), "{detail}");
-                assert!(detail.contains("at most 20"), "{detail}");
-            }
-            other => panic!("expected a quota problem, got {other:?}"),
-        }
+        assert_eq!(too_big.retry_after_secs(), None);
+        let response = too_big.into_error().unwrap().into_response();
+        assert_eq!(response.status(), 422);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::cache::RecentKeys;
-use super::gcra::{Bucket, Rate, Step, step};
-use super::store::{Answer, Fault, Observed, Store, Write};
+use super::gcra::{Bucket, Step, step};
+use super::store::{Answer, Fault, Store};
 use super::{
     Basis, ClientKey, Clock, Decision, FailPolicy, Group, Mode, Outcome, Policy, RateLimitConfig,
     SystemClock,
@@ -59,23 +59,48 @@ struct Counters {
     store_writes: AtomicU64,
 }
 
-/// What the store (or the memory of it) said, before mode and fail policy apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Admitted {
-        tat: u64,
-    },
-    Refused {
-        tat: u64,
+/// One request's question to the limiter.
+#[derive(Debug)]
+struct Ask {
+    pk: String,
+    policy: Policy,
+    now: u64,
+    units: u32,
+}
+
+impl Ask {
+    fn decision(
+        &self,
+        outcome: Outcome,
+        basis: Basis,
+        remaining: Option<u32>,
+        wait_ms: Option<u64>,
+    ) -> Decision {
+        Decision {
+            outcome,
+            basis,
+            policy: self.policy,
+            cost: self.units,
+            remaining,
+            wait_ms,
+        }
+    }
+
+    /// Over the limit; admissible at `admissible_at` with `remaining` units left.
+    fn refusal(
+        &self,
+        outcome: Outcome,
         admissible_at: u64,
+        remaining: u32,
         basis: Basis,
-    },
-    Throttled {
-        until: u64,
-        basis: Basis,
-    },
-    CostExceedsBurst,
-    Fault(Fault),
+    ) -> Decision {
+        self.decision(
+            outcome,
+            basis,
+            Some(remaining),
+            Some(admissible_at.saturating_sub(self.now)),
+        )
+    }
 }
 
 impl RateLimiter {
@@ -123,95 +148,106 @@ impl RateLimiter {
     /// Never fails and never takes longer than the configured operation timeout: faults are
     /// decisions too ([`Outcome::FailedOpen`], [`Outcome::Unavailable`]).
     pub async fn check(&self, group: Group, key: &ClientKey, cost: u32) -> Decision {
-        let policy = self.config.policy(group);
-        let rate = policy.rate();
         let units = cost.max(1);
-        let pk = format!("{}#{key}", group.name());
-        let now = self.clock.now_ms();
-
-        let verdict = self.verdict(&pk, rate, now, units).await;
-        let decision = self.decide(verdict, policy, rate, now, units);
+        let ask = Ask {
+            pk: format!("{}#{key}", group.name()),
+            policy: self.config.policy(group),
+            now: self.clock.now_ms(),
+            units,
+        };
+        let decision = self.decide(&ask).await;
         self.record(&decision, group, key);
         decision
     }
 
-    async fn verdict(&self, pk: &str, rate: Rate, now: u64, units: u32) -> Verdict {
-        if !rate.fits_at_all(units) {
-            return Verdict::CostExceedsBurst;
+    /// From memory if it already settles the request, else from DynamoDB within the deadline.
+    async fn decide(&self, ask: &Ask) -> Decision {
+        let rate = ask.policy.rate();
+        if !rate.fits_at_all(ask.units) {
+            return ask.decision(self.refused(), Basis::CostExceedsBurst, None, None);
         }
-        let known = self.recent.get(pk, now);
+        let known = self.recent.get(&ask.pk, ask.now);
         if let Some(known) = known {
-            if now < known.blocked_until {
-                return Verdict::Throttled {
-                    until: known.blocked_until,
-                    basis: Basis::Recent,
-                };
+            if ask.now < known.blocked_until {
+                return ask.refusal(self.refused(), known.blocked_until, 0, Basis::Recent);
             }
-            if let Step::Refuse { tat, admissible_at } =
-                step(rate, Bucket::at(Some(known.tat), now), now, units)
-            {
-                return Verdict::Refused {
-                    tat,
-                    admissible_at,
-                    basis: Basis::Recent,
-                };
+            if let Step::Refuse { tat, admissible_at } = step(
+                rate,
+                Bucket::at(Some(known.tat), ask.now),
+                ask.now,
+                ask.units,
+            ) {
+                let remaining = rate.remaining(tat, ask.now);
+                return ask.refusal(self.refused(), admissible_at, remaining, Basis::Recent);
             }
         }
-        let guess = known.map_or(Bucket::Drained, |known| Bucket::at(Some(known.tat), now));
+        let guess = known.map_or(Bucket::Drained, |known| {
+            Bucket::at(Some(known.tat), ask.now)
+        });
         let deadline = self.config.dynamo.operation_timeout;
-        match tokio::time::timeout(deadline, self.converse(pk, rate, now, units, guess)).await {
-            Ok(verdict) => verdict,
+        match tokio::time::timeout(deadline, self.converse(ask, guess)).await {
+            Ok(decision) => decision,
             Err(_elapsed) => {
                 warn!(
-                    pk,
+                    pk = ask.pk,
                     deadline_ms = deadline.as_millis(),
                     "rate limit decision ran out of time"
                 );
-                Verdict::Fault(Fault::Timeout)
+                self.fault(ask, Fault::Timeout)
             }
         }
     }
 
     /// The conditional-write conversation with DynamoDB (see the module docs).
-    async fn converse(&self, pk: &str, rate: Rate, now: u64, units: u32, guess: Bucket) -> Verdict {
+    async fn converse(&self, ask: &Ask, guess: Bucket) -> Decision {
+        let (pk, now, units) = (ask.pk.as_str(), ask.now, ask.units);
+        let rate = ask.policy.rate();
         let capacity_end = now.saturating_add(rate.capacity());
         let mut bucket = guess;
         for _ in 0..MAX_WRITES {
-            let write = match step(rate, bucket, now, units) {
-                Step::Fresh { tat } => Write::Fresh { tat },
-                Step::Extend { inc, allow_at } => Write::Extend { inc, allow_at },
+            let answer = match step(rate, bucket, now, units) {
+                Step::Fresh { tat } => {
+                    self.counters.store_writes.fetch_add(1, Ordering::Relaxed);
+                    self.store.fresh(pk, tat, now).await
+                }
+                Step::Extend { inc, allow_at } => {
+                    self.counters.store_writes.fetch_add(1, Ordering::Relaxed);
+                    self.store
+                        .extend(pk, (inc, allow_at), now, capacity_end)
+                        .await
+                }
                 Step::Refuse { tat, admissible_at } => {
                     self.recent.saw_tat(pk, tat, now);
-                    return Verdict::Refused {
-                        tat,
-                        admissible_at,
-                        basis: Basis::Store,
-                    };
+                    let remaining = rate.remaining(tat, now);
+                    return ask.refusal(self.refused(), admissible_at, remaining, Basis::Store);
                 }
             };
-            self.counters.store_writes.fetch_add(1, Ordering::Relaxed);
-            match self.store.write(pk, write, now, capacity_end).await {
+            match answer {
                 Answer::Written { tat } => {
                     // DynamoDB returns the new tat (UPDATED_NEW); should it not, `now + n·T`
                     // is a lower bound, which is what the memory needs.
                     let tat = tat.unwrap_or_else(|| now.saturating_add(rate.cost(units)));
                     self.recent.saw_tat(pk, tat, now);
-                    return Verdict::Admitted { tat };
+                    let wait = rate.admissible_at(tat, now, 1) - now;
+                    let remaining = rate.remaining(tat, now);
+                    return ask.decision(
+                        Outcome::Admitted,
+                        Basis::Store,
+                        Some(remaining),
+                        Some(wait),
+                    );
                 }
-                Answer::ConditionFailed(Observed::Bucket(observed)) => bucket = observed,
-                Answer::ConditionFailed(Observed::Malformed) => {
+                Answer::ConditionFailed(observed) => bucket = observed,
+                Answer::Malformed => {
                     warn!(pk, "rate limit item is malformed; neither write can apply");
-                    return Verdict::Fault(Fault::MalformedItem);
+                    return self.fault(ask, Fault::MalformedItem);
                 }
                 Answer::Throttled => {
                     let until = now.saturating_add(THROTTLED_RETRY_MS);
                     self.recent.block(pk, until, now);
-                    return Verdict::Throttled {
-                        until,
-                        basis: Basis::Throttled,
-                    };
+                    return ask.refusal(self.refused(), until, 0, Basis::Throttled);
                 }
-                Answer::Fault(fault) => return Verdict::Fault(fault),
+                Answer::Fault(fault) => return self.fault(ask, fault),
             }
         }
         warn!(
@@ -219,62 +255,24 @@ impl RateLimiter {
             writes = MAX_WRITES,
             "rate limit item kept changing under the limiter"
         );
-        Verdict::Fault(Fault::Contention)
+        self.fault(ask, Fault::Contention)
     }
 
-    /// Applies the mode and the fail policy, and computes what the headers report.
-    fn decide(
-        &self,
-        verdict: Verdict,
-        policy: Policy,
-        rate: Rate,
-        now: u64,
-        units: u32,
-    ) -> Decision {
-        let refused = match self.config.mode {
+    /// The outcome of a request over its limit: refused, or only reported in shadow mode.
+    fn refused(&self) -> Outcome {
+        match self.config.mode {
             Mode::Enforce => Outcome::Refused,
             Mode::Shadow => Outcome::ShadowRefused,
-        };
-        let (outcome, basis, remaining, wait_ms) = match verdict {
-            Verdict::Admitted { tat } => {
-                let next = rate.admissible_at(tat, now, 1);
-                (
-                    Outcome::Admitted,
-                    Basis::Store,
-                    Some(rate.remaining(tat, now)),
-                    Some(next - now),
-                )
-            }
-            Verdict::Refused {
-                tat,
-                admissible_at,
-                basis,
-            } => (
-                refused,
-                basis,
-                Some(rate.remaining(tat, now)),
-                Some(admissible_at.saturating_sub(now)),
-            ),
-            Verdict::Throttled { until, basis } => {
-                (refused, basis, Some(0), Some(until.saturating_sub(now)))
-            }
-            Verdict::CostExceedsBurst => (refused, Basis::CostExceedsBurst, None, None),
-            Verdict::Fault(fault) => {
-                let outcome = match (self.config.mode, self.config.fail_policy) {
-                    (Mode::Enforce, FailPolicy::FailClosed) => Outcome::Unavailable,
-                    _ => Outcome::FailedOpen,
-                };
-                (outcome, Basis::Fault(fault.as_str()), None, None)
-            }
-        };
-        Decision {
-            outcome,
-            basis,
-            policy,
-            cost: units,
-            remaining,
-            wait_ms,
         }
+    }
+
+    /// The fail policy's answer when DynamoDB could not be asked (shadow mode always serves).
+    fn fault(&self, ask: &Ask, fault: Fault) -> Decision {
+        let outcome = match (self.config.mode, self.config.fail_policy) {
+            (Mode::Enforce, FailPolicy::FailClosed) => Outcome::Unavailable,
+            _ => Outcome::FailedOpen,
+        };
+        ask.decision(outcome, Basis::Fault(fault.as_str()), None, None)
     }
 
     fn record(&self, decision: &Decision, group: Group, key: &ClientKey) {
@@ -305,7 +303,7 @@ impl RateLimiter {
                 cost = decision.cost,
                 "rate limit store unavailable"
             ),
-            _ => info!(
+            _ => debug!(
                 decision = decision.as_str(),
                 basis = decision.basis.as_str(),
                 group = group.name(),

@@ -122,7 +122,7 @@
 //!   refused for a second, remembered locally for that second.
 //! - A timeout, a dispatch failure, another service error: the fail policy decides —
 //!   `fail-closed` answers 503 with `Retry-After`, `fail-open` admits and logs a warning.
-//!   The SDK's attempt/operation timeouts and bounded retries ([`DynamoSettings`]) apply to
+//!   The SDK's attempt/operation timeouts and bounded retries ([`DynamoSettings`](crate::aws::DynamoSettings)) apply to
 //!   each call, and the whole decision is bounded by the operation timeout as well.
 //!   A write that timed out may still have landed; its retry then finds the key busier and
 //!   charges it again. Faults can under-admit, never over-admit.
@@ -154,12 +154,7 @@ mod limiter;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    DynamoSettings, FailPolicy, Group, Mode, Policy, PolicyError, RateLimitConfig, Tier,
-    UnknownValue,
-};
-#[cfg(feature = "aws")]
-pub use config::{check_table, dynamodb_client};
+pub use config::{FailPolicy, Group, Mode, Policy, PolicyError, RateLimitConfig};
 pub use decision::{
     Basis, Decision, Outcome, RATELIMIT, RATELIMIT_POLICY, UNAVAILABLE_RETRY_AFTER_SECS,
 };

@@ -47,33 +47,21 @@ static EXTEND_CONDITION: LazyLock<String> =
 const FRESH_UPDATE: &str = "SET tat = :tat, expires_at = :expires_at";
 const EXTEND_UPDATE: &str = "SET tat = tat + :inc, expires_at = :expires_at";
 
-/// One conditional write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Write {
-    Fresh { tat: u64 },
-    Extend { inc: u64, allow_at: u64 },
-}
-
 /// How DynamoDB answered a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// Admitted. `tat` is the stored value after the write, when DynamoDB returned it.
     Written { tat: Option<u64> },
-    /// The condition did not hold; this is the item as DynamoDB evaluated it.
-    ConditionFailed(Observed),
-    /// The key's item is written too often for DynamoDB: treated as over the limit.
+    /// The condition did not hold; this is the bucket as DynamoDB evaluated it.
+    ConditionFailed(Bucket),
+    /// The condition did not hold, and the item is one this module would not have written (a
+    /// non-numeric `tat`, or a `tat` without `expires_at`): neither write can ever apply.
+    Malformed,
+    /// The key's item is written too often for DynamoDB (its partition was throttled):
+    /// treated as over the limit.
     Throttled,
     /// No answer about the item.
     Fault(Fault),
-}
-
-/// The key's item as returned with a failed condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Observed {
-    Bucket(Bucket),
-    /// An item this module would not have written (a non-numeric `tat`, or a `tat` without
-    /// `expires_at`). Neither write's condition can hold for it, so it is a fault.
-    Malformed,
 }
 
 /// Why DynamoDB could not be asked.
@@ -83,11 +71,13 @@ pub(crate) enum Fault {
     Timeout,
     /// The request could not be sent (connection refused, DNS, TLS, ...).
     Dispatch,
+    /// DynamoDB throttled the table or the account, not this key's item.
+    Throttled,
     /// DynamoDB answered with an error other than a condition failure or throttling.
     Service,
     /// The response could not be read.
     Response,
-    /// See [`Observed::Malformed`].
+    /// See [`Answer::Malformed`].
     MalformedItem,
     /// The item changed under us more often than the write budget allows.
     Contention,
@@ -100,6 +90,7 @@ impl Fault {
         match self {
             Self::Timeout => "timeout",
             Self::Dispatch => "dispatch-failure",
+            Self::Throttled => "throttled",
             Self::Service => "service-error",
             Self::Response => "response-error",
             Self::MalformedItem => "malformed-item",
@@ -120,40 +111,63 @@ impl Store {
         Self { client, table }
     }
 
-    /// Performs one conditional write for `pk` at `now`. `capacity_end` (`now + L`) bounds
-    /// the `tat` any write can leave, and so the item's expiry.
-    pub(crate) async fn write(
+    /// FRESH: `tat = :tat` for `pk` at `now`, if the bucket is absent, drained or expired.
+    pub(crate) async fn fresh(&self, pk: &str, tat: u64, now: u64) -> Answer {
+        let request = self
+            .update(pk, now)
+            .update_expression(FRESH_UPDATE)
+            .condition_expression(FRESH_CONDITION.as_str())
+            .expression_attribute_values(":tat", number(tat))
+            .expression_attribute_values(":expires_at", number(expires_at(tat)));
+        Self::answer(request.send().await, pk, now)
+    }
+
+    /// EXTEND: `tat = tat + :inc` for `pk` at `now`, if the bucket is busy, live, and its `tat`
+    /// is at most `allow_at`. `capacity_end` (`now + L`) bounds the `tat` it can leave, and so
+    /// the item's expiry.
+    pub(crate) async fn extend(
         &self,
         pk: &str,
-        write: Write,
+        (inc, allow_at): (u64, u64),
         now: u64,
         capacity_end: u64,
     ) -> Answer {
-        let now_s = now / 1_000;
         let request = self
-            .client
+            .update(pk, now)
+            .update_expression(EXTEND_UPDATE)
+            .condition_expression(EXTEND_CONDITION.as_str())
+            .expression_attribute_values(":inc", number(inc))
+            .expression_attribute_values(":allow_at", number(allow_at))
+            // The new `tat` is at most `allow_at + inc`, which is `now + L`.
+            .expression_attribute_values(":expires_at", number(expires_at(capacity_end)));
+        Self::answer(request.send().await, pk, now)
+    }
+
+    /// What both writes share: the key, the returned values, `:now` and `:now_s`.
+    fn update(
+        &self,
+        pk: &str,
+        now: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(pk.to_owned()))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":now_s", number(now_s));
-        let request = match write {
-            Write::Fresh { tat } => request
-                .update_expression(FRESH_UPDATE)
-                .condition_expression(FRESH_CONDITION.as_str())
-                .expression_attribute_values(":tat", number(tat))
-                .expression_attribute_values(":expires_at", number(expires_at(tat))),
-            Write::Extend { inc, allow_at } => request
-                .update_expression(EXTEND_UPDATE)
-                .condition_expression(EXTEND_CONDITION.as_str())
-                .expression_attribute_values(":inc", number(inc))
-                .expression_attribute_values(":allow_at", number(allow_at))
-                // The new `tat` is at most `allow_at + inc`, which is `now + L`.
-                .expression_attribute_values(":expires_at", number(expires_at(capacity_end))),
-        };
-        match request.send().await {
+            .expression_attribute_values(":now_s", number(now / 1_000))
+    }
+
+    fn answer<R: std::fmt::Debug>(
+        result: Result<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+            SdkError<UpdateItemError, R>,
+        >,
+        pk: &str,
+        now: u64,
+    ) -> Answer {
+        match result {
             Ok(output) => Answer::Written {
                 tat: output
                     .attributes()
@@ -173,12 +187,17 @@ fn answer_from_error<R: std::fmt::Debug>(
     let fault = match &error {
         SdkError::ServiceError(context) => match context.err() {
             UpdateItemError::ConditionalCheckFailedException(failed) => {
-                return Answer::ConditionFailed(observe(failed.item(), now));
+                return observe(failed.item(), now);
+            }
+            UpdateItemError::ProvisionedThroughputExceededException(throttled)
+                if throttles_the_key(throttled.throttling_reasons()) =>
+            {
+                return Answer::Throttled;
             }
             UpdateItemError::ProvisionedThroughputExceededException(_)
             | UpdateItemError::ThrottlingException(_)
-            | UpdateItemError::RequestLimitExceeded(_) => return Answer::Throttled,
-            other if is_throttling_code(other.code()) => return Answer::Throttled,
+            | UpdateItemError::RequestLimitExceeded(_) => Fault::Throttled,
+            other if is_throttling_code(other.code()) => Fault::Throttled,
             _ => Fault::Service,
         },
         SdkError::TimeoutError(_) => Fault::Timeout,
@@ -196,6 +215,20 @@ fn answer_from_error<R: std::fmt::Debug>(
     Answer::Fault(fault)
 }
 
+/// Whether DynamoDB throttled this key's item (its partition's key range), as opposed to the
+/// whole table or account. Only the former says anything about this caller: a key written so
+/// often that its partition pushes back is far over any sane limit. Throttling of the table
+/// (its maximum on-demand throughput) or of the account (`RequestLimitExceeded`) is a fault of
+/// the store like any other, and the fail policy applies. Without reasons — what DynamoDB
+/// sent before it named them — partition throttling is the only kind an on-demand table
+/// without a maximum has, so it counts as the key's.
+fn throttles_the_key(reasons: &[aws_sdk_dynamodb::types::ThrottlingReason]) -> bool {
+    reasons.is_empty()
+        || reasons
+            .iter()
+            .any(|r| r.reason().is_some_and(|reason| reason.contains("KeyRange")))
+}
+
 fn is_throttling_code(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -209,23 +242,23 @@ fn is_throttling_code(code: Option<&str>) -> bool {
 
 /// Reads the old item returned with a failed condition, judging it exactly as the two
 /// conditions do: absent, expired or drained is [`Bucket::Drained`]; live with `tat > now`
-/// is [`Bucket::Busy`]; anything else is malformed.
-pub(crate) fn observe(item: Option<&HashMap<String, AttributeValue>>, now: u64) -> Observed {
+/// is [`Bucket::Busy`]; anything else is [`Answer::Malformed`].
+pub(crate) fn observe(item: Option<&HashMap<String, AttributeValue>>, now: u64) -> Answer {
     let Some(item) = item else {
-        return Observed::Bucket(Bucket::Drained);
+        return Answer::ConditionFailed(Bucket::Drained);
     };
     let expires_at = item.get("expires_at");
     let expired = matches!(integer(expires_at), Some(expires_at) if expires_at < now / 1_000);
     let Some(tat) = item.get("tat").filter(|_| !expired) else {
-        return Observed::Bucket(Bucket::Drained); // ABSENT or EXPIRED
+        return Answer::ConditionFailed(Bucket::Drained); // ABSENT or EXPIRED
     };
     let Some(tat) = integer(Some(tat)) else {
-        return Observed::Malformed;
+        return Answer::Malformed;
     };
     match Bucket::at(Some(tat), now) {
-        Bucket::Drained => Observed::Bucket(Bucket::Drained), // DRAINED
-        busy if integer(expires_at).is_some() => Observed::Bucket(busy), // BUSY and LIVE
-        _ => Observed::Malformed,
+        Bucket::Drained => Answer::ConditionFailed(Bucket::Drained), // DRAINED
+        busy if integer(expires_at).is_some() => Answer::ConditionFailed(busy), // BUSY and LIVE
+        _ => Answer::Malformed,
     }
 }
 
@@ -272,10 +305,10 @@ mod tests {
 
     #[test]
     fn an_absent_item_is_a_drained_bucket() {
-        assert_eq!(observe(None, NOW), Observed::Bucket(Bucket::Drained));
+        assert_eq!(observe(None, NOW), Answer::ConditionFailed(Bucket::Drained));
         assert_eq!(
             observe(Some(&item(&[])), NOW),
-            Observed::Bucket(Bucket::Drained)
+            Answer::ConditionFailed(Bucket::Drained)
         );
     }
 
@@ -287,7 +320,7 @@ mod tests {
         ]);
         assert_eq!(
             observe(Some(&stale), NOW),
-            Observed::Bucket(Bucket::Drained)
+            Answer::ConditionFailed(Bucket::Drained)
         );
     }
 
@@ -299,7 +332,7 @@ mod tests {
         ]);
         assert_eq!(
             observe(Some(&live), NOW),
-            Observed::Bucket(Bucket::Busy { tat: NOW + 5 })
+            Answer::ConditionFailed(Bucket::Busy { tat: NOW + 5 })
         );
     }
 
@@ -309,9 +342,9 @@ mod tests {
             ("tat", AttributeValue::S("soon".into())),
             ("expires_at", number(NOW)),
         ]);
-        assert_eq!(observe(Some(&text), NOW), Observed::Malformed);
+        assert_eq!(observe(Some(&text), NOW), Answer::Malformed);
         let immortal = item(&[("tat", number(NOW + 5))]);
-        assert_eq!(observe(Some(&immortal), NOW), Observed::Malformed);
+        assert_eq!(observe(Some(&immortal), NOW), Answer::Malformed);
     }
 
     #[test]

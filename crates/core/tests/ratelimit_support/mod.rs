@@ -18,8 +18,9 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use secure_ml_core::aws::DynamoSettings;
 use secure_ml_core::config::Vars;
-use secure_ml_core::ratelimit::{DynamoSettings, RateLimitConfig};
+use secure_ml_core::ratelimit::RateLimitConfig;
 
 /// A limiter configuration from literal variables on top of a test table.
 pub fn config(pairs: &[(&str, &str)]) -> RateLimitConfig {
