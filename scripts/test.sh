@@ -8,7 +8,8 @@
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
 #           both functions warmed) -> smoke test -> cargo test --workspace -- --include-ignored
 #           [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault injection -> log
-#           scan for secrets -> fuzzing -> deploy checks (cfn-lint, sam validate, sam build)
+#           scan for secrets -> key rotation and revocation -> fuzzing -> deploy checks
+#           (cfn-lint, sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
 #                    fault and fuzz stages)
@@ -174,10 +175,11 @@ stage_end "$([[ $smoke_rc == 0 ]] && echo ok || echo "FAILED (exit $smoke_rc)")"
 stage_begin "cargo test (unit + integration)"
 # The e2e tests write every secret and token they use to SMLA_CANARY_FILE; the leak scan below
 # searches the logs for them. fault_injection stops DynamoDB Local, so it runs alone, later.
-export SMLA_CANARY_FILE="$RUN_DIR/canaries" SMLA_WATCH_LOG="$WATCH_LOG" SMLA_DYNAMODB_PID="$DYNAMODB_PID"
+export SMLA_CANARY_FILE="$RUN_DIR/canaries" SMLA_WATCH_LOG="$WATCH_LOG" SMLA_DYNAMODB_PID="$DYNAMODB_PID" \
+    SMLA_ADMIN="$ADMIN_BIN"
 (umask 077 && : >"$SMLA_CANARY_FILE")
 test_rc=0
-run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored --skip fault_injection \
+run_step cargo test "${cargo_locked[@]}" --workspace -- --include-ignored --skip fault_injection --skip key_revocation \
     "${libtest_args[@]+"${libtest_args[@]}"}" || test_rc=$?
 stage_end "$([[ $test_rc == 0 ]] && echo ok || echo "FAILED (exit $test_rc)")"
 
@@ -234,6 +236,16 @@ else
 fi
 stage_end "$([[ $leak_rc == 0 ]] && echo ok || echo FAILED)"
 
+# `admin keys rotate` and `admin keys revoke` against the running stack: the revoked key's
+# tokens are refused at /predict. Alone and after the log scan: it replaces the stack's keys.
+key_rc=0
+if [[ ${#libtest_args[@]} == 0 ]]; then
+    stage_begin "key rotation and revocation (end to end)"
+    run_step cargo test "${cargo_locked[@]}" --workspace --test e2e key_revocation \
+        -- --include-ignored --nocapture || key_rc=$?
+    stage_end "$([[ $key_rc == 0 ]] && echo ok || echo "FAILED (exit $key_rc)")"
+fi
+
 # Coverage-guided fuzzing of the parsers and token verification (cargo-fuzz, stable toolchain,
 # fixed seed): TEST_FUZZ_SECONDS per target (20; `make fuzz` runs longer). Needs no stack.
 fuzz_rc=0
@@ -259,5 +271,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$fuzz_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -49,12 +49,36 @@ const TOKEN_BODY_LIMIT: usize = 4096;
 static ROUTES: Routes<u8> = Routes {
     service: "fuzz",
     routes: &[
-        Route { path: "/predict", method: Method::POST, id: 0 },
-        Route { path: "/predict/batch", method: Method::POST, id: 1 },
-        Route { path: "/model", method: Method::GET, id: 2 },
-        Route { path: "/health", method: Method::GET, id: 3 },
-        Route { path: "/token", method: Method::POST, id: 4 },
-        Route { path: "/.well-known/jwks.json", method: Method::GET, id: 5 },
+        Route {
+            path: "/predict",
+            method: Method::POST,
+            id: 0,
+        },
+        Route {
+            path: "/predict/batch",
+            method: Method::POST,
+            id: 1,
+        },
+        Route {
+            path: "/model",
+            method: Method::GET,
+            id: 2,
+        },
+        Route {
+            path: "/health",
+            method: Method::GET,
+            id: 3,
+        },
+        Route {
+            path: "/token",
+            method: Method::POST,
+            id: 4,
+        },
+        Route {
+            path: "/.well-known/jwks.json",
+            method: Method::GET,
+            id: 5,
+        },
     ],
 };
 
@@ -92,7 +116,12 @@ fn check_request(request: &Request) {
         Resolved::Route(r) => assert!(r.path == route && r.method == request.method()),
         Resolved::Refused(path, ApiError::MethodNotAllowed { allow }) => {
             assert_eq!(path, route);
-            assert!(ROUTES.routes.iter().any(|r| r.path == route && r.method.as_str() == allow));
+            assert!(
+                ROUTES
+                    .routes
+                    .iter()
+                    .any(|r| r.path == route && r.method.as_str() == allow)
+            );
         }
         Resolved::Refused(_, other) => panic!("a path refused with {other:?}"),
         Resolved::Unmatched => assert!(ROUTES.routes.iter().all(|r| r.path != route)),
@@ -354,7 +383,37 @@ struct Expected {
 
 impl EventSpec {
     fn render(&self) -> (Value, Expected) {
-        let method = match &self.method {
+        let method = self.method();
+        let (path, stage) = self.path_and_stage();
+        let (headers, multi) = self.headers();
+        let (event_body, is_base64, expected_body) = self.body();
+        let source_ip = self.source_ip.render();
+        let parts = Parts {
+            method: &method,
+            path: &path,
+            stage,
+            headers,
+            multi,
+            body: event_body,
+            is_base64,
+            source_ip: source_ip.clone(),
+        };
+        let event = if self.rest_api {
+            parts.rest_api_event()
+        } else {
+            parts.http_api_event(self)
+        };
+        let expected = Expected {
+            rest_api: self.rest_api,
+            method: Method::from_bytes(method.as_bytes()).ok(),
+            body: expected_body,
+            source_ip,
+        };
+        (event, expected)
+    }
+
+    fn method(&self) -> String {
+        match &self.method {
             MethodSpec::Get => "GET".to_owned(),
             MethodSpec::Post => "POST".to_owned(),
             MethodSpec::Put => "PUT".to_owned(),
@@ -362,7 +421,10 @@ impl EventSpec {
             MethodSpec::Options => "OPTIONS".to_owned(),
             MethodSpec::Head => "HEAD".to_owned(),
             MethodSpec::Other(other) => other.clone(),
-        };
+        }
+    }
+
+    fn path_and_stage(&self) -> (String, Value) {
         let route = match &self.route {
             RouteSpec::Predict => "/predict".to_owned(),
             RouteSpec::Batch => "/predict/batch".to_owned(),
@@ -386,7 +448,11 @@ impl EventSpec {
             StageSpec::Missing => Value::Null,
             StageSpec::Named(name) => Value::from(name.as_str()),
         };
+        (path, stage)
+    }
 
+    /// The single headers and the repeated ones (name → values).
+    fn headers(&self) -> (Map<String, Value>, Map<String, Value>) {
         let mut headers = Map::new();
         headers.insert(
             "host".into(),
@@ -445,7 +511,11 @@ impl EventSpec {
                 values.push(Value::from(value.as_str()));
             }
         }
+        (headers, multi)
+    }
 
+    /// The event's body, its base64 flag, and the bytes a handler must read.
+    fn body(&self) -> (Value, bool, Vec<u8>) {
         let (body, base64) = self.body.render();
         let (event_body, is_base64) = match (&body, base64, &self.body) {
             (_, _, BodySpec::FalseBase64(text)) => (Value::from(text.as_str()), true),
@@ -463,101 +533,130 @@ impl EventSpec {
             (Value::String(text), false, _) => text.clone().into_bytes(),
             _ => body.unwrap_or_default(),
         };
-        let source_ip = self.source_ip.render();
+        (event_body, is_base64, expected_body)
+    }
+}
 
-        let event = if self.rest_api {
-            let mut multi_value_headers: Map<String, Value> = headers
-                .iter()
-                .map(|(name, value)| (name.clone(), json!([value])))
-                .collect();
-            for (name, values) in multi {
-                if let (Some(Value::Array(existing)), Value::Array(values)) =
-                    (multi_value_headers.get_mut(&name), &values)
-                {
-                    existing.extend(values.iter().cloned());
-                } else {
-                    multi_value_headers.insert(name, values);
-                }
-            }
-            json!({
-                "resource": "/{proxy+}",
-                "path": path,
-                "httpMethod": method,
-                "headers": {},
-                "multiValueHeaders": multi_value_headers,
-                "queryStringParameters": null,
-                "multiValueQueryStringParameters": null,
-                "pathParameters": null,
-                "stageVariables": null,
-                "requestContext": {
-                    "accountId": "123456789012",
-                    "resourceId": "abc123",
-                    "stage": stage,
-                    "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-                    "identity": { "sourceIp": source_ip },
-                    "resourcePath": "/{proxy+}",
-                    "httpMethod": method,
-                    "apiId": "abc123",
-                    "path": path,
-                },
-                "body": event_body,
-                "isBase64Encoded": is_base64,
-            })
-        } else {
-            for (name, values) in multi {
-                let joined = values
-                    .as_array()
-                    .map(|values| {
-                        values
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default();
-                headers.insert(name, Value::from(joined));
-            }
-            let query = match &self.query {
-                None => String::new(),
-                Some(QuerySpec::Encoded(q)) => encoded(q).replace("%3D", "=").replace("%26", "&"),
-                Some(QuerySpec::Raw(q)) => q.clone(),
-            };
-            json!({
-                "version": "2.0",
-                "routeKey": "$default",
-                "rawPath": path,
-                "rawQueryString": query,
-                "cookies": self.cookies,
-                "headers": headers,
-                "requestContext": {
-                    "accountId": "123456789012",
-                    "apiId": "abc123",
-                    "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-                    "domainPrefix": "abc123",
-                    "http": {
-                        "method": method,
-                        "path": path,
-                        "protocol": "HTTP/1.1",
-                        "sourceIp": source_ip,
-                        "userAgent": "fuzz",
-                    },
-                    "requestId": "JKJaXmPLvHcESHA=",
-                    "routeKey": "$default",
-                    "stage": stage,
-                    "time": "23/Nov/2026:14:30:00 +0000",
-                    "timeEpoch": 1_795_444_200_000_u64,
-                },
-                "body": event_body,
-                "isBase64Encoded": is_base64,
-            })
-        };
-        let expected = Expected {
-            rest_api: self.rest_api,
-            method: Method::from_bytes(method.as_bytes()).ok(),
-            body: expected_body,
+/// The rendered pieces both envelopes are made of.
+struct Parts<'a> {
+    method: &'a str,
+    path: &'a str,
+    stage: Value,
+    headers: Map<String, Value>,
+    multi: Map<String, Value>,
+    body: Value,
+    is_base64: bool,
+    source_ip: Option<String>,
+}
+
+impl Parts<'_> {
+    fn rest_api_event(self) -> Value {
+        let Self {
+            method,
+            path,
+            stage,
+            headers,
+            multi,
+            body: event_body,
+            is_base64,
             source_ip,
+        } = self;
+        let mut multi_value_headers: Map<String, Value> = headers
+            .iter()
+            .map(|(name, value)| (name.clone(), json!([value])))
+            .collect();
+        for (name, values) in multi {
+            if let (Some(Value::Array(existing)), Value::Array(values)) =
+                (multi_value_headers.get_mut(&name), &values)
+            {
+                existing.extend(values.iter().cloned());
+            } else {
+                multi_value_headers.insert(name, values);
+            }
+        }
+        json!({
+            "resource": "/{proxy+}",
+            "path": path,
+            "httpMethod": method,
+            "headers": {},
+            "multiValueHeaders": multi_value_headers,
+            "queryStringParameters": null,
+            "multiValueQueryStringParameters": null,
+            "pathParameters": null,
+            "stageVariables": null,
+            "requestContext": {
+                "accountId": "123456789012",
+                "resourceId": "abc123",
+                "stage": stage,
+                "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+                "identity": { "sourceIp": source_ip },
+                "resourcePath": "/{proxy+}",
+                "httpMethod": method,
+                "apiId": "abc123",
+                "path": path,
+            },
+            "body": event_body,
+            "isBase64Encoded": is_base64,
+        })
+    }
+
+    fn http_api_event(self, spec: &EventSpec) -> Value {
+        let Self {
+            method,
+            path,
+            stage,
+            mut headers,
+            multi,
+            body: event_body,
+            is_base64,
+            source_ip,
+        } = self;
+        for (name, values) in multi {
+            let joined = values
+                .as_array()
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            headers.insert(name, Value::from(joined));
+        }
+        let query = match &spec.query {
+            None => String::new(),
+            Some(QuerySpec::Encoded(q)) => encoded(q).replace("%3D", "=").replace("%26", "&"),
+            Some(QuerySpec::Raw(q)) => q.clone(),
         };
-        (event, expected)
+        json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "cookies": spec.cookies,
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abc123",
+                "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "abc123",
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": "fuzz",
+                },
+                "requestId": "JKJaXmPLvHcESHA=",
+                "routeKey": "$default",
+                "stage": stage,
+                "time": "23/Nov/2026:14:30:00 +0000",
+                "timeEpoch": 1_795_444_200_000_u64,
+            },
+            "body": event_body,
+            "isBase64Encoded": is_base64,
+        })
     }
 }
 

@@ -43,7 +43,7 @@ pub fn check_predict_body(body: &[u8]) {
                 "accepted row differs from the JSON"
             );
         }
-        Err(error) => check_rejection(&error, reference.as_ref()),
+        Err(error) => check_rejection(&error, reference.as_ref(), body.len()),
     }
     match parse_batch(body) {
         Ok(rows) => {
@@ -59,7 +59,7 @@ pub fn check_predict_body(body: &[u8]) {
                 .and_then(|items| items.iter().map(row_of).collect());
             assert_eq!(from_json, Some(rows), "accepted rows differ from the JSON");
         }
-        Err(error) => check_rejection(&error, reference.as_ref()),
+        Err(error) => check_rejection(&error, reference.as_ref(), body.len()),
     }
 }
 
@@ -91,14 +91,21 @@ fn row_of(value: &Value) -> Option<Row> {
     values?.try_into().ok()
 }
 
+/// The largest answer a refusal of a `request_len`-byte request may have: twice the request,
+/// or 4 KiB, whichever is larger. Nothing a caller sends may be amplified beyond that.
+pub fn max_error_body(request_len: usize) -> usize {
+    (2 * request_len).max(4096)
+}
+
 /// A refused body is either malformed JSON (400, no pointer: there is no document to point
-/// into) or a well-formed document with bad values (422), each named by a JSON Pointer.
-fn check_rejection(error: &ApiError, reference: Option<&Value>) {
+/// into) or a well-formed document with bad values (422), each named by a JSON Pointer; its
+/// answer is at most [`max_error_body`].
+fn check_rejection(error: &ApiError, reference: Option<&Value>, request_len: usize) {
     match error {
         ApiError::MalformedJson { .. } => {
             assert!(reference.is_none(), "valid JSON reported as malformed");
         }
-        ApiError::Validation { errors } => {
+        ApiError::Validation { errors, .. } => {
             assert!(!errors.is_empty(), "a validation error without a pointer");
             for error in errors {
                 assert!(
@@ -131,6 +138,14 @@ fn check_rejection(error: &ApiError, reference: Option<&Value>) {
     let response = error.clone().into_response();
     let status = response.status().as_u16();
     assert!(matches!(status, 400 | 422), "status {status} for {error:?}");
+    let answer = match response.body() {
+        lambda_http::Body::Text(text) => text.len(),
+        other => panic!("a problem body that is not text: {other:?}"),
+    };
+    assert!(
+        answer <= max_error_body(request_len),
+        "a {request_len}-byte body got a {answer}-byte answer"
+    );
 }
 
 /// Polls a future that must complete without waiting (no I/O, no timer) and returns its value.

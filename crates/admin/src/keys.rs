@@ -8,7 +8,7 @@ use std::io::Write;
 use secure_ml_core::auth::store::{JwksStore, KeySetStore};
 use secure_ml_core::auth::token::{lifetime_from_vars, unix_now};
 use secure_ml_core::auth::{JwksSource, KeySet, KeySetSource, key_retention_seconds};
-use secure_ml_core::config::{ConfigError, Vars};
+use secure_ml_core::config::{self, ConfigError, Vars};
 
 use crate::error::AdminError;
 
@@ -28,6 +28,16 @@ impl Stores {
         if matches!(key_source, KeySetSource::Secret(_)) && jwks_source.is_none() {
             return Err(ConfigError::Missing {
                 name: "JWKS_SECRET_ID (the prediction function reads its keys there)".into(),
+            }
+            .into());
+        }
+        // Retired keys must outlive every token the deployed token function may have signed
+        // with them, so on AWS the lifetime must be the stack's, never a local default.
+        if matches!(key_source, KeySetSource::Secret(_))
+            && vars.get(config::TOKEN_LIFETIME_SECONDS.name).is_none()
+        {
+            return Err(ConfigError::Missing {
+                name: "TOKEN_LIFETIME_SECONDS (the stack's TokenLifetimeSeconds: retired keys must outlive the tokens they signed)".into(),
             }
             .into());
         }
@@ -128,6 +138,32 @@ pub async fn rotate(stores: &Stores, out: &mut impl Write) -> Result<(), AdminEr
     writeln!(
         out,
         "Token functions pick the new key up within 5 minutes; prediction functions on the first token they do not recognise."
+    )?;
+    Ok(())
+}
+
+/// Removes `kid` from both key documents at once (the public JWKS first), after making a fresh
+/// key active: a compromised key must not wait out its retention. Prediction functions drop it
+/// at their next JWKS read — the first token the fresh key signs causes one, and none reads
+/// older than 5 minutes.
+pub async fn revoke(stores: &Stores, kid: &str, out: &mut impl Write) -> Result<(), AdminError> {
+    let mut set = stores
+        .keys
+        .load()
+        .await?
+        .ok_or_else(|| AdminError::NoKeySet {
+            location: stores.keys.location(),
+        })?;
+    let now = unix_now();
+    let active = set.revoke(kid, now, stores.retention)?;
+    stores.publish(&set, now, out).await?;
+    writeln!(
+        out,
+        "Revoked key {kid}: no longer published, no token it signed verifies once a function has re-read the keys. New active key {active}."
+    )?;
+    writeln!(
+        out,
+        "Token functions sign with the new key within 5 minutes; prediction functions drop {kid} at the first token of the new key, and within 5 minutes in any case."
     )?;
     Ok(())
 }
@@ -269,6 +305,37 @@ mod tests {
         assert!(String::from_utf8(out).unwrap().contains(&new));
         let published: Vec<String> = read_jwks(&dir).keys.into_iter().map(|k| k.kid).collect();
         assert_eq!(published, vec![new, old]);
+    }
+
+    #[tokio::test]
+    async fn revoke_unpublishes_the_key_at_once_and_leaves_a_fresh_active_key() {
+        let dir = TempDir::new();
+        let stores = stores(&dir);
+        generate(&stores, false, &mut Vec::new()).await.unwrap();
+        rotate(&stores, &mut Vec::new()).await.unwrap();
+        let set = stores.keys.load().await.unwrap().unwrap();
+        let retired = set.keys[0].kid.clone();
+        let mut out = Vec::new();
+        revoke(&stores, &retired, &mut out).await.unwrap();
+        assert!(String::from_utf8(out).unwrap().contains(&retired));
+        let set = stores.keys.load().await.unwrap().unwrap();
+        assert!(set.keys.iter().all(|k| k.kid != retired));
+        assert!(read_jwks(&dir).keys.iter().all(|k| k.kid != retired));
+        assert_eq!(read_jwks(&dir).keys[0].kid, set.active().unwrap().kid);
+        let err = revoke(&stores, "no-such-kid", &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-kid"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn on_aws_the_token_lifetime_must_be_the_stacks() {
+        let vars = Vars::from_pairs([
+            ("SIGNING_KEYS_SECRET_ID", "secure-ml-api/signing-keys"),
+            ("JWKS_SECRET_ID", "secure-ml-api/jwks"),
+        ]);
+        let err = Stores::from_vars(&vars).await.unwrap_err();
+        assert!(err.to_string().contains("TOKEN_LIFETIME_SECONDS"), "{err}");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! admin client list [--json]
 //! admin client disable ID | enable ID
 //! admin client rotate-secret ID [--json]
-//! admin keys generate [--force] | rotate | jwks
+//! admin keys generate [--force] | rotate | revoke KID | jwks
 //! admin config vars [--program predict|token|admin]... [--platform] [--json]
 //! ```
 //!
@@ -108,6 +108,8 @@ enum KeysCommand {
     },
     /// Add a new active key; older keys keep verifying until their tokens have expired.
     Rotate,
+    /// Remove a (compromised) key at once; a fresh key becomes active.
+    Revoke { kid: String },
     /// Print the public JWKS of the current key set.
     Jwks,
 }
@@ -155,6 +157,7 @@ async fn run(cli: Cli, vars: &Vars, out: &mut impl Write) -> Result<(), AdminErr
             match command {
                 KeysCommand::Generate { force } => keys::generate(&stores, force, out).await,
                 KeysCommand::Rotate => keys::rotate(&stores, out).await,
+                KeysCommand::Revoke { kid } => keys::revoke(&stores, &kid, out).await,
                 KeysCommand::Jwks => keys::jwks(&stores, out).await,
             }
         }

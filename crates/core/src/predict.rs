@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, FieldError, FieldErrors};
 
 /// Number of features the model takes.
 pub const N_FEATURES: usize = 4;
@@ -38,7 +38,7 @@ pub type Row = [f64; N_FEATURES];
 /// offending key is listed, not only the first.
 struct Envelope {
     field: Option<Value>,
-    errors: Vec<FieldError>,
+    errors: FieldErrors,
 }
 
 struct EnvelopeVisitor(&'static str);
@@ -53,7 +53,7 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
         let mut envelope = Envelope {
             field: None,
-            errors: Vec::new(),
+            errors: FieldErrors::new(),
         };
         while let Some(key) = map.next_key::<String>()? {
             let pointer = format!("/{}", escape_pointer(&key));
@@ -95,7 +95,7 @@ pub fn parse_single(body: &[u8]) -> Result<Row, ApiError> {
     };
     match row {
         Some(row) if errors.is_empty() => Ok(row),
-        _ => Err(ApiError::Validation { errors }),
+        _ => Err(errors.into_error()),
     }
 }
 
@@ -105,14 +105,14 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Row>, ApiError> {
     let Envelope { field, mut errors } = parse_envelope(body, "instances")?;
     let instances = match field {
         Some(Value::Array(rows)) if errors.is_empty() => rows,
-        Some(Value::Array(_)) => return Err(ApiError::Validation { errors }),
+        Some(Value::Array(_)) => return Err(errors.into_error()),
         None => {
             errors.push(FieldError::new("/instances", "is required"));
-            return Err(ApiError::Validation { errors });
+            return Err(errors.into_error());
         }
         Some(_) => {
             errors.push(FieldError::new("/instances", "must be an array of rows"));
-            return Err(ApiError::Validation { errors });
+            return Err(errors.into_error());
         }
     };
     if instances.is_empty() {
@@ -133,16 +133,16 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Row>, ApiError> {
         .map(|(i, value)| check_row(value, &format!("/instances/{i}"), &mut errors))
         .collect();
     if !errors.is_empty() {
-        return Err(ApiError::Validation { errors });
+        return Err(errors.into_error());
     }
     // No errors means every row was accepted.
     Ok(rows.into_iter().flatten().collect())
 }
 
 fn invalid(pointer: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Validation {
-        errors: vec![FieldError::new(pointer, detail)],
-    }
+    let mut errors = FieldErrors::new();
+    errors.push(FieldError::new(pointer, detail));
+    errors.into_error()
 }
 
 fn parse_envelope(body: &[u8], field: &'static str) -> Result<Envelope, ApiError> {
@@ -167,7 +167,7 @@ fn parse_envelope(body: &[u8], field: &'static str) -> Result<Envelope, ApiError
 }
 
 /// Checks one row at `pointer`, pushing every problem found. Returns the row when it is valid.
-fn check_row(value: &Value, pointer: &str, errors: &mut Vec<FieldError>) -> Option<Row> {
+fn check_row(value: &Value, pointer: &str, errors: &mut FieldErrors) -> Option<Row> {
     let Value::Array(items) = value else {
         errors.push(FieldError::new(
             pointer,
@@ -187,19 +187,21 @@ fn check_row(value: &Value, pointer: &str, errors: &mut Vec<FieldError>) -> Opti
     }
     let mut row = [0.0; N_FEATURES];
     for (i, item) in items.iter().enumerate() {
-        let item_pointer = format!("{pointer}/{i}");
+        let item_pointer = || format!("{pointer}/{i}");
         match item.as_f64() {
-            None => errors.push(FieldError::new(item_pointer, "must be a number")),
+            None => errors.push_with(|| FieldError::new(item_pointer(), "must be a number")),
             Some(x) if !x.is_finite() => {
-                errors.push(FieldError::new(item_pointer, "must be a finite number"))
+                errors.push_with(|| FieldError::new(item_pointer(), "must be a finite number"))
             }
-            Some(x) if x <= 0.0 || x > MAX_FEATURE_CM => errors.push(FieldError::new(
-                item_pointer,
-                format!(
-                    "must be greater than 0 and at most {MAX_FEATURE_CM} (centimetres), got {}",
-                    number(x)
-                ),
-            )),
+            Some(x) if x <= 0.0 || x > MAX_FEATURE_CM => errors.push_with(|| {
+                FieldError::new(
+                    item_pointer(),
+                    format!(
+                        "must be greater than 0 and at most {MAX_FEATURE_CM} (centimetres), got {}",
+                        number(x)
+                    ),
+                )
+            }),
             Some(x) => {
                 if let Some(slot) = row.get_mut(i) {
                     *slot = x;
@@ -259,7 +261,7 @@ mod tests {
 
     fn errors_of(result: Result<impl std::fmt::Debug, ApiError>) -> Vec<FieldError> {
         match result {
-            Err(ApiError::Validation { errors }) => errors,
+            Err(ApiError::Validation { errors, .. }) => errors,
             other => panic!("expected a validation error, got {other:?}"),
         }
     }

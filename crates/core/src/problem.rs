@@ -32,6 +32,56 @@ impl FieldError {
     }
 }
 
+/// The most field errors one problem lists. A body can hold thousands of bad values (a 16 KiB
+/// row of zeros holds 8,000); listing each would answer a small request with a huge one, free
+/// of quota. The rest are counted in `detail`.
+pub const MAX_LISTED_ERRORS: usize = 20;
+
+/// Field errors as a validator finds them: the first [`MAX_LISTED_ERRORS`] kept, the rest only
+/// counted (and never even formatted, with [`FieldErrors::push_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors {
+    listed: Vec<FieldError>,
+    omitted: usize,
+}
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an error.
+    pub fn push(&mut self, error: FieldError) {
+        self.push_with(|| error);
+    }
+
+    /// Adds the error `make` builds, calling it only if the error will be listed.
+    pub fn push_with(&mut self, make: impl FnOnce() -> FieldError) {
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(make());
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// Errors found so far, listed or not.
+    pub fn len(&self) -> usize {
+        self.listed.len() + self.omitted
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The 422 problem for these errors.
+    pub fn into_error(self) -> ApiError {
+        ApiError::Validation {
+            errors: self.listed,
+            omitted: self.omitted,
+        }
+    }
+}
+
 /// Every way a request to a problem+json route can fail.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -47,8 +97,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body is not valid JSON: {detail}")]
     MalformedJson { detail: String },
-    #[error("the request body has invalid values")]
-    Validation { errors: Vec<FieldError> },
+    #[error("the request body has invalid values{}", omitted_note(*.omitted))]
+    Validation {
+        errors: Vec<FieldError>,
+        /// Errors beyond [`MAX_LISTED_ERRORS`], counted but not listed.
+        omitted: usize,
+    },
     #[error("the request carries no bearer token")]
     MissingToken,
     #[error("the access token is invalid: {detail}")]
@@ -65,6 +119,13 @@ pub enum ApiError {
     TooManyRows { rows: u32, max: u32 },
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable { retry_after: u64 },
+}
+
+fn omitted_note(omitted: usize) -> String {
+    match omitted {
+        0 => String::new(),
+        n => format!("; the first {MAX_LISTED_ERRORS} are listed, {n} more are not"),
+    }
 }
 
 #[derive(Serialize)]
@@ -139,7 +200,7 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let errors = match &self {
-            Self::Validation { errors } => Some(errors.as_slice()),
+            Self::Validation { errors, .. } => Some(errors.as_slice()),
             _ => None,
         };
         let problem = Problem {
@@ -225,6 +286,7 @@ mod tests {
     fn validation_problem_lists_every_pointer() {
         let response = ApiError::Validation {
             errors: vec![FieldError::new("/data/2", "must be a number")],
+            omitted: 0,
         }
         .into_response();
         assert_eq!(response.status(), 422);
@@ -233,6 +295,26 @@ mod tests {
         assert_eq!(body["type"], "/problems/validation-failed");
         assert_eq!(body["status"], 422);
         assert_eq!(body["errors"][0]["pointer"], "/data/2");
+    }
+
+    #[test]
+    fn a_validation_problem_lists_twenty_errors_and_counts_the_rest() {
+        let mut errors = FieldErrors::new();
+        for i in 0..8_183 {
+            errors.push_with(|| FieldError::new(format!("/instances/0/{i}"), "must be positive"));
+        }
+        assert_eq!(errors.len(), 8_183);
+        let response = errors.into_error().into_response();
+        let body = body_json(&response);
+        assert_eq!(body["errors"].as_array().unwrap().len(), MAX_LISTED_ERRORS);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("8163 more are not"),
+            "{body}"
+        );
+        assert!(body.to_string().len() < 4_096);
     }
 
     #[test]

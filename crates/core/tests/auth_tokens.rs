@@ -20,6 +20,7 @@ use secure_ml_core::auth::{
 };
 use secure_ml_core::problem::ApiError;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const ISS: &str = "https://auth.secure-ml-api.test";
 const AUD: &str = "secure-ml-api";
@@ -708,46 +709,295 @@ mod rotation {
         assert_eq!(set.active().unwrap().kid, k3);
     }
 
-    #[tokio::test]
-    async fn verifier_reloads_its_jwks_once_for_an_unknown_kid_then_waits() {
+    /// A verifier reading the JWKS file in a directory of its own, and that directory.
+    pub(super) async fn file_verifier(
+        set: &KeySet,
+        interval: Duration,
+    ) -> (Verifier, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("auth-reload-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let jwks_path = dir.join("jwks.json");
-        let now = unix_now();
-        let mut set = KeySet::generate(now).unwrap();
-        std::fs::write(&jwks_path, set.public_jwks(now, retention()).to_json()).unwrap();
-
+        publish(&dir, set);
         let config = VerifierConfig {
             issuer: ISS.into(),
             audience: AUD.into(),
-            jwks: JwksSource::File(jwks_path.clone()),
+            jwks: JwksSource::File(dir.join("jwks.json")),
         };
         let verifier = Verifier::load(config, &aws_config::SdkConfig::builder().build())
             .await
-            .unwrap();
-
-        // Rotation 1 is published; the first unknown kid triggers a reload and is accepted.
-        set.rotate(now, retention()).unwrap();
-        std::fs::write(&jwks_path, set.public_jwks(now, retention()).to_json()).unwrap();
-        let token = TokenIssuer::new(&set, settings())
             .unwrap()
-            .issue("cl_a", &[], Tier::Free, now)
-            .unwrap();
-        assert!(verifier.verify_token(&token.access_token).await.is_ok());
+            .with_reload_interval(interval);
+        (verifier, dir)
+    }
+
+    pub(super) fn publish(dir: &std::path::Path, set: &KeySet) {
+        let jwks = set.public_jwks(unix_now(), retention());
+        std::fs::write(dir.join("jwks.json"), jwks.to_json()).unwrap();
+    }
+
+    pub(super) fn token_of(set: &KeySet) -> String {
+        TokenIssuer::new(set, settings())
+            .unwrap()
+            .issue("cl_a", &[], Tier::Free, unix_now())
+            .unwrap()
+            .access_token
+    }
+
+    #[tokio::test]
+    async fn the_read_at_init_counts_as_a_reload() {
+        let mut set = KeySet::generate(unix_now()).unwrap();
+        let (verifier, dir) = file_verifier(&set, Duration::from_secs(60)).await;
+        set.rotate(unix_now(), retention()).unwrap();
+        publish(&dir, &set);
+        let token = token_of(&set);
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_reloads_the_jwks_at_most_once_per_interval() {
+        let interval = Duration::from_millis(300);
+        let mut set = KeySet::generate(unix_now()).unwrap();
+        let (verifier, dir) = file_verifier(&set, interval).await;
+        tokio::time::sleep(interval).await;
+
+        // Rotation 1 is published; the first unknown kid after the interval reloads.
+        set.rotate(unix_now(), retention()).unwrap();
+        publish(&dir, &set);
+        assert!(verifier.verify_token(&token_of(&set)).await.is_ok());
         assert_eq!(verifier.kids().len(), 2);
 
-        // Rotation 2 within the reload interval: not reloaded yet, so refused.
-        set.rotate(now, retention()).unwrap();
-        std::fs::write(&jwks_path, set.public_jwks(now, retention()).to_json()).unwrap();
+        // Rotation 2 within the interval: not reloaded yet, so refused; then accepted.
+        set.rotate(unix_now(), retention()).unwrap();
+        publish(&dir, &set);
+        let token = token_of(&set);
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+        tokio::time::sleep(interval).await;
+        assert!(verifier.verify_token(&token).await.is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_kids_of_our_shape_can_trigger_a_reload() {
+        let now = unix_now();
+        let set = KeySet::generate(now).unwrap();
+        let (verifier, dir) = file_verifier(&set, Duration::ZERO).await;
+        // A key published under a kid that is not a thumbprint: never fetched for.
+        let mut odd = KeySet::generate(now).unwrap();
+        odd.keys[0].kid = "not-a-thumbprint".into();
+        let mut both = set.clone();
+        both.keys.push(odd.keys[0].clone());
+        publish(&dir, &both);
+        let token = token_of(&odd);
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+        assert_eq!(verifier.kids().len(), 1, "no reload happened");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_kid_a_reload_did_not_find_cannot_trigger_another_for_a_while() {
+        let now = unix_now();
+        let set = KeySet::generate(now).unwrap();
+        let (verifier, dir) = file_verifier(&set, Duration::ZERO).await;
+        // An attacker's kid: thumbprint-shaped, published nowhere (yet).
+        let stranger = KeySet::generate(now).unwrap();
+        let token = token_of(&stranger);
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+        let mut both = set.clone();
+        both.keys.push(stranger.keys[0].clone());
+        publish(&dir, &both);
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+        assert_eq!(
+            verifier.kids().len(),
+            1,
+            "the remembered kid caused no second reload"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn rotation_then_revocation_refuses_the_old_keys_tokens() {
+        let mut set = KeySet::generate(unix_now()).unwrap();
+        let (verifier, dir) = file_verifier(&set, Duration::ZERO).await;
+        let old_kid = set.keys[0].kid.clone();
+        let old_token = token_of(&set);
+        assert!(verifier.verify_token(&old_token).await.is_ok());
+
+        set.rotate(unix_now(), retention()).unwrap();
+        publish(&dir, &set);
+        assert!(verifier.verify_token(&token_of(&set)).await.is_ok());
+        assert!(
+            verifier.verify_token(&old_token).await.is_ok(),
+            "retired, not revoked"
+        );
+
+        set.revoke(&old_kid, unix_now(), retention()).unwrap();
+        publish(&dir, &set);
+        // The first token of the key that revocation made active reloads the JWKS.
+        assert!(verifier.verify_token(&token_of(&set)).await.is_ok());
+        assert_invalid(
+            verifier.verify_token(&old_token).await,
+            "unknown signing key",
+            &old_token,
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_key_past_its_expiry_verifies_nothing() {
+        let now = unix_now();
+        let mut set = KeySet::generate(now - 10_000).unwrap();
+        let old = TokenIssuer::new(&set, settings()).unwrap();
+        let token = old
+            .issue("cl_a", &[], Tier::Free, now)
+            .unwrap()
+            .access_token;
+        // Retired long enough ago that its retention has ended, yet still listed by a JWKS
+        // that was not pruned: its `exp` alone must stop it.
+        set.rotate(now - 5_000, 1_000).unwrap();
+        let verifier = Verifier::from_jwks(ISS, AUD, &set.public_jwks(now - 5_000, 1_000)).unwrap();
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "unknown signing key",
+            &token,
+        );
+    }
+}
+
+mod token_cache {
+    //! The verified-token cache: what a hit re-checks, what is never cached, when it is emptied.
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[tokio::test]
+    async fn a_verified_token_is_cached_and_served_from_the_cache() {
+        let fx = Fixture::new();
+        let token = fx.issue(&[SCOPE_PREDICT]);
+        let first = fx.verify(&token).await.unwrap();
+        assert_eq!(fx.verifier.cached_tokens(), 1);
+        let again = fx.verify(&token).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(fx.verifier.cached_tokens(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_are_never_cached() {
+        let fx = Fixture::new();
+        let token = fx.issue(&[SCOPE_PREDICT]);
+        let tampered = format!("{}A", &token[..token.len() - 1]);
+        for _ in 0..2 {
+            assert!(fx.verify(&tampered).await.is_err());
+        }
+        let expired = fx.sign(
+            &fx.header(),
+            &with(claims(), "exp", json!(unix_now() - 3600)),
+        );
+        assert!(fx.verify(&expired).await.is_err());
+        assert_eq!(fx.verifier.cached_tokens(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_over_the_size_cap_is_never_cached() {
+        let fx = Fixture::new();
+        let padded = with(claims(), "pad", json!("x".repeat(5_000)));
+        let token = fx.sign(&fx.header(), &padded);
+        assert_invalid(fx.verify(&token).await, "token too large", &token);
+        assert_eq!(fx.verifier.cached_tokens(), 0);
+    }
+
+    static LATE: AtomicU64 = AtomicU64::new(0);
+
+    #[tokio::test]
+    async fn a_hit_checks_exp_again() {
+        let fx = Fixture::new();
+        let token = fx.issue(&[SCOPE_PREDICT]);
+        let exp = fx.verify(&token).await.unwrap().exp;
+        LATE.store(exp + 30, Ordering::SeqCst);
+        let verifier =
+            Verifier::from_jwks(ISS, AUD, &fx.set.public_jwks(unix_now(), retention())).unwrap();
+        verifier.verify_token(&token).await.unwrap();
+        let verifier = verifier.with_clock(|| LATE.load(Ordering::SeqCst));
+        assert_invalid(verifier.verify_token(&token).await, "token expired", &token);
+        assert_eq!(verifier.cached_tokens(), 0, "the stale entry is dropped");
+    }
+
+    static EARLY: AtomicU64 = AtomicU64::new(0);
+
+    #[tokio::test]
+    async fn a_hit_checks_nbf_again() {
+        let fx = Fixture::new();
+        let token = fx.issue(&[SCOPE_PREDICT]);
+        fx.verify(&token).await.unwrap();
+        EARLY.store(unix_now() - 3_600, Ordering::SeqCst);
+        let verifier =
+            Verifier::from_jwks(ISS, AUD, &fx.set.public_jwks(unix_now(), retention())).unwrap();
+        verifier.verify_token(&token).await.unwrap();
+        let verifier = verifier.with_clock(|| EARLY.load(Ordering::SeqCst));
+        assert_invalid(
+            verifier.verify_token(&token).await,
+            "token not yet valid",
+            &token,
+        );
+    }
+
+    static AFTER_KEY: AtomicU64 = AtomicU64::new(0);
+
+    #[tokio::test]
+    async fn a_hit_checks_the_signing_keys_expiry_again() {
+        let now = unix_now();
+        let mut set = KeySet::generate(now).unwrap();
         let token = TokenIssuer::new(&set, settings())
             .unwrap()
             .issue("cl_a", &[], Tier::Free, now)
-            .unwrap();
+            .unwrap()
+            .access_token;
+        set.rotate(now, 60).unwrap();
+        let verifier = Verifier::from_jwks(ISS, AUD, &set.public_jwks(now, 60)).unwrap();
+        verifier.verify_token(&token).await.unwrap();
+        assert_eq!(verifier.cached_tokens(), 1);
+        AFTER_KEY.store(now + 61, Ordering::SeqCst);
+        let verifier = verifier.with_clock(|| AFTER_KEY.load(Ordering::SeqCst));
         assert_invalid(
-            verifier.verify_token(&token.access_token).await,
+            verifier.verify_token(&token).await,
             "unknown signing key",
-            &token.access_token,
+            &token,
         );
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_emptied_when_the_key_set_changes() {
+        let mut set = KeySet::generate(unix_now()).unwrap();
+        let (verifier, dir) = super::rotation::file_verifier(&set, Duration::ZERO).await;
+        verifier
+            .verify_token(&super::rotation::token_of(&set))
+            .await
+            .unwrap();
+        assert_eq!(verifier.cached_tokens(), 1);
+        set.rotate(unix_now(), retention()).unwrap();
+        super::rotation::publish(&dir, &set);
+        let token = super::rotation::token_of(&set);
+        verifier.verify_token(&token).await.unwrap();
+        // The reload emptied the cache; only the token verified after it is there.
+        assert_eq!(verifier.cached_tokens(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -156,6 +156,8 @@ mod tests {
         deps: Deps,
         issuer: TokenIssuer,
         writes: Rule,
+        /// The access lines the frame wrote.
+        log: secure_ml_core::testing::AccessLog,
     }
 
     impl Harness {
@@ -175,8 +177,9 @@ mod tests {
             let config =
                 RateLimitConfig::from_vars(&Vars::from_pairs([("RATE_LIMIT_TABLE", "rl-test")]))
                     .unwrap();
+            let (frame, log) = secure_ml_core::testing::frame_with_penalty(u32::MAX);
             let deps = Deps {
-                frame: secure_ml_core::testing::frame(),
+                frame,
                 model: ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).unwrap(),
                 verifier,
                 limiter: RateLimiter::new(client, config),
@@ -185,6 +188,7 @@ mod tests {
                 deps,
                 issuer,
                 writes,
+                log,
             }
         }
 
@@ -429,6 +433,79 @@ mod tests {
 
     mod routing {
         use super::*;
+        use lambda_http::RequestExt;
+        use std::collections::BTreeSet;
+
+        /// Every dimension value the access lines' EMF records published.
+        fn dimension_values(h: &Harness) -> BTreeSet<String> {
+            let mut values = BTreeSet::new();
+            for line in secure_ml_core::testing::access_lines(&h.log) {
+                for directive in line["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+                    for set in directive["Dimensions"].as_array().unwrap() {
+                        for name in set.as_array().unwrap() {
+                            let value = line[name.as_str().unwrap()].as_str().unwrap();
+                            values.insert(format!("{name}={value}"));
+                        }
+                    }
+                }
+            }
+            values
+        }
+
+        #[tokio::test]
+        async fn a_thousand_unknown_paths_publish_no_new_metric_dimension_value() {
+            let h = Harness::new();
+            h.send_event("predict.json", &[SCOPE_PREDICT]).await;
+            h.send_event("predict-batch.json", &[SCOPE_PREDICT]).await;
+            h.send(event("health.json", "", |_| {})).await;
+            let known = dimension_values(&h);
+            for i in 0..1_000 {
+                let request = event("unknown-route.json", "", |_| {})
+                    .with_raw_http_path(format!("/x{i}/{}", "y".repeat(i % 7)));
+                assert_eq!(h.send(request).await.status(), 404);
+            }
+            let wrong_method = event("predict-wrong-method.json", "", |_| {});
+            assert_eq!(h.send(wrong_method).await.status(), 405);
+            let after = dimension_values(&h);
+            let new: Vec<&String> = after.difference(&known).collect();
+            assert_eq!(new, [&"\"route\"=unmatched".to_owned()], "{after:?}");
+            assert!(
+                after.iter().all(|v| {
+                    [
+                        "\"route\"=/predict",
+                        "\"route\"=/predict/batch",
+                        "\"route\"=/health",
+                    ]
+                    .contains(&v.as_str())
+                        || v == "\"route\"=unmatched"
+                        || v.starts_with("\"label\"=")
+                }),
+                "{after:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn aliases_of_a_route_are_404s() {
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            for alias in [
+                "/predict/",
+                "//predict",
+                "/x/../predict",
+                "/%70redict",
+                "/predict%2F",
+                "/PREDICT",
+                "/predict\\",
+                "/./predict",
+                "/predict/.",
+            ] {
+                let request = event("predict.json", &token, |e| {
+                    e["rawPath"] = Value::String(alias.into());
+                });
+                assert_problem(&h.send(request).await, 404, "not-found");
+            }
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
 
         #[tokio::test]
         async fn unknown_route_is_a_404_problem() {
@@ -453,6 +530,46 @@ mod tests {
 
     mod authentication {
         use super::*;
+
+        #[tokio::test]
+        async fn a_source_that_keeps_sending_bad_tokens_waits_and_others_do_not() {
+            let mut h = Harness::new();
+            h.deps.frame = secure_ml_core::testing::frame_with_penalty(50).0;
+            let from = |ip: &str| {
+                let ip = ip.to_owned();
+                event("predict.json", "not.a.jwt", move |e| {
+                    e["requestContext"]["http"]["sourceIp"] = Value::String(ip);
+                })
+            };
+            let mut statuses = Vec::new();
+            for _ in 0..1_000 {
+                statuses.push(h.send(from("203.0.113.9")).await.status().as_u16());
+            }
+            assert!(statuses[..50].iter().all(|s| *s == 401), "{statuses:?}");
+            assert!(statuses[50..].iter().all(|s| *s == 429), "{statuses:?}");
+            let refused = h.send(from("203.0.113.9")).await;
+            let problem = assert_problem(&refused, 429, "quota-exceeded");
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("rejected requests")
+            );
+            let retry_after: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry_after));
+            // Another address, even a valid token from the same one, is judged on its own.
+            assert_eq!(h.send(from("203.0.113.10")).await.status(), 401);
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            let good = event("predict.json", &token, |e| {
+                e["requestContext"]["http"]["sourceIp"] = Value::String("203.0.113.10".into());
+            });
+            assert_eq!(h.send(good).await.status(), 200);
+            assert_eq!(
+                h.dynamodb_writes(),
+                1,
+                "rejections and penalties cost no write"
+            );
+        }
 
         #[tokio::test]
         async fn missing_token_is_a_401_bearer_challenge_before_any_dynamodb_call() {
@@ -519,6 +636,45 @@ mod tests {
     mod bad_input {
         //! Every bad input: a clear 4xx problem, never a 5xx, and no quota spent.
         use super::*;
+
+        /// Every refusal below, and the row of 8,183 zeros that once got an 823 KB answer to
+        /// a 16 KB request: no answer is larger than twice its request or 4 KiB.
+        #[tokio::test]
+        async fn no_error_answer_is_larger_than_twice_its_request_or_4_kib() {
+            let h = Harness::new();
+            let zeros = vec!["0"; 8_183].join(",");
+            let nulls = vec!["null"; 3_000].join(",");
+            let rows = vec!["[0, 0, 0, 0]"; 100].join(",");
+            let bodies = [
+                format!(r#"{{"instances": [[{zeros}]]}}"#),
+                format!(r#"{{"data": [{zeros}]}}"#),
+                format!(r#"{{"instances": [{rows}]}}"#),
+                format!(r#"{{"data": [{nulls}]}}"#),
+                format!(r#"{{"instances": [{nulls}]}}"#),
+                r#"{"data": [5e-324, -5e-324, 1e300, "x"]}"#.to_owned(),
+                "{".repeat(4_000),
+                String::new(),
+            ];
+            for body in &bodies {
+                for response in [
+                    h.predict_with_body(body).await,
+                    h.batch_with_body(body).await,
+                ] {
+                    let status = response.status().as_u16();
+                    assert!((400..500).contains(&status), "{status} for {body:.60}");
+                    let answer = match response.body() {
+                        Body::Text(text) => text.len(),
+                        other => panic!("{other:?}"),
+                    };
+                    assert!(
+                        answer <= (2 * body.len()).max(4096),
+                        "a {}-byte body got a {answer}-byte answer",
+                        body.len()
+                    );
+                }
+            }
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
 
         async fn assert_rejected(
             h: &Harness,

@@ -461,6 +461,139 @@ mod rate_limits {
 /// DynamoDB Local frozen mid-run (SIGSTOP: it accepts connections and never answers, the worst
 /// case for latency) and resumed. Run alone by `make test`'s fault stage, never beside other
 /// tests: every request to the stack fails while DynamoDB is stopped.
+mod rejected_requests {
+    //! A source whose requests keep being rejected is answered 429 from the instance's memory;
+    //! other sources are not.
+    use super::*;
+
+    async fn bad_token(http: &Http, ip: &str) -> Reply {
+        predict_from(http, ip, "not.a.token", json!({})).await
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local stack: run make test"]
+    async fn a_source_sending_bad_tokens_gets_429_after_the_limit_and_another_source_does_not() {
+        let http = http_client();
+        let limit: usize = env("REJECTION_LIMIT").parse().unwrap();
+        let (flooder, bystander) = (fresh_ip(), fresh_ip());
+        let mut statuses = Vec::with_capacity(1_000);
+        let mut retry_after = None;
+        for _ in 0..1_000 {
+            let reply = bad_token(&http, &flooder).await;
+            if reply.status == 429 && retry_after.is_none() {
+                assert_eq!(reply.body["type"], "/problems/quota-exceeded", "{reply:?}");
+                retry_after = reply.header("retry-after").map(str::to_owned);
+            }
+            statuses.push(reply.status);
+        }
+        assert!(statuses[..limit].iter().all(|s| *s == 401), "{statuses:?}");
+        let refused = statuses.iter().filter(|s| **s == 429).count();
+        assert!(
+            refused > 0 && statuses.iter().all(|s| matches!(s, 401 | 429)),
+            "{statuses:?}"
+        );
+        let retry_after: u64 = retry_after.unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        // Another address is judged on its own requests.
+        assert_eq!(bad_token(&http, &bystander).await.status, 401);
+        let token = access_token(&http, &["predict"], Tier::Free).await;
+        assert_eq!(
+            predict_from(&http, &bystander, &token, json!({}))
+                .await
+                .status,
+            200
+        );
+    }
+}
+
+mod key_revocation {
+    //! `admin keys rotate`, then `admin keys revoke` of the old key, against the running stack:
+    //! a token the old key signed verifies after the rotation and not after the revocation.
+    //! Run alone by make test (it changes the stack's keys).
+    use super::*;
+    use secure_ml_core::auth::{KeySet, TokenIssuer, TokenSettings};
+
+    fn admin(args: &[&str]) {
+        let output = std::process::Command::new(env("SMLA_ADMIN"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "admin {args:?}: {output:?}");
+    }
+
+    fn key_set() -> KeySet {
+        KeySet::from_json(&std::fs::read_to_string(env("SIGNING_KEYS_FILE")).unwrap()).unwrap()
+    }
+
+    /// A token signed by the active key of `set`, as the token function would sign it.
+    fn token_of(set: &KeySet) -> String {
+        let settings = TokenSettings {
+            issuer: env("TOKEN_ISSUER"),
+            audience: env("TOKEN_AUDIENCE"),
+            lifetime_seconds: 900,
+        };
+        TokenIssuer::new(set, settings)
+            .unwrap()
+            .issue(
+                "cl_00112233445566778899aabbccddeeff",
+                &["predict".to_owned()],
+                Tier::Free,
+                unix_now(),
+            )
+            .unwrap()
+            .access_token
+    }
+
+    #[tokio::test]
+    #[ignore = "run alone by make test's key stage: it rotates and revokes the stack's keys"]
+    async fn a_revoked_keys_tokens_are_refused_at_predict() {
+        let http = http_client();
+        let before = key_set();
+        let old_kid = before.active().unwrap().kid.clone();
+        let old_token = token_of(&before);
+        assert_eq!(
+            predict_from(&http, &fresh_ip(), &old_token, json!({}))
+                .await
+                .status,
+            200
+        );
+
+        admin(&["keys", "rotate"]);
+        assert_eq!(
+            predict_from(&http, &fresh_ip(), &old_token, json!({}))
+                .await
+                .status,
+            200,
+            "a retired key verifies until its tokens have expired"
+        );
+
+        admin(&["keys", "revoke", &old_kid]);
+        let fresh_token = token_of(&key_set());
+        // The first token of the key revocation made active reloads the JWKS; an instance that
+        // reloaded within the last minute waits its turn.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
+        loop {
+            let status = predict_from(&http, &fresh_ip(), &fresh_token, json!({}))
+                .await
+                .status;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new key is never accepted ({status})"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let refused = predict_from(&http, &fresh_ip(), &old_token, json!({})).await;
+        assert_eq!(refused.status, 401, "{refused:?}");
+        assert_eq!(
+            refused.body["detail"],
+            "the access token is invalid: unknown signing key"
+        );
+    }
+}
+
 mod fault_injection {
     use super::*;
     use std::time::{Duration, Instant};

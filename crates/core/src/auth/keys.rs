@@ -1,10 +1,12 @@
 //! Ed25519 signing keys: the private [`KeySet`] and its public [`Jwks`] (RFC 7517, RFC 8037 OKP).
 //!
 //! A key set is a list of keys, each with a creation time and, once superseded, a retirement
-//! time. The active key — the one that signs — is the newest key that is not retired. A retired
-//! key stays in the public JWKS for `retention` seconds (see [`super::key_retention_seconds`]) so
-//! that tokens it signed keep verifying until they expire; [`KeySet::rotate`] prunes keys retired
-//! longer ago than that.
+//! time and a `not_after` time: the end of its retention (see [`super::key_retention_seconds`]),
+//! when every token it may have signed has expired. The active key — the one that signs — is the
+//! newest key that is not retired. A retired key stays in the public JWKS, with its `not_after`
+//! as the JWK member `exp`, so that tokens it signed keep verifying until they expire; a verifier
+//! ignores a key past its `exp`, and [`KeySet::rotate`] prunes it. [`KeySet::revoke`] removes a
+//! key at once (a compromised key must not wait out its retention).
 //!
 //! The `kid` is the key's RFC 7638 JWK thumbprint: unique, derived from the key, checkable by anyone.
 
@@ -38,6 +40,10 @@ pub struct KeyEntry {
     pub created_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_opt")]
     pub retired_at: Option<u64>,
+    /// The end of a retired key's retention: no token it signed is valid after this. Set when
+    /// it is retired; sets written before this field existed get `retired_at` + retention.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_opt")]
+    pub not_after: Option<u64>,
 }
 
 impl fmt::Debug for KeySet {
@@ -53,6 +59,7 @@ impl fmt::Debug for KeyEntry {
             .field("private_key", &"[redacted]")
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
+            .field("not_after", &self.not_after)
             .finish()
     }
 }
@@ -71,6 +78,7 @@ impl KeyEntry {
             private_key: pem.to_string(),
             created_at: now,
             retired_at: None,
+            not_after: None,
         })
     }
 
@@ -111,19 +119,22 @@ impl KeyEntry {
         Ok(EncodingKey::from_ed_der(der.as_bytes()))
     }
 
-    /// The public half as a JWK.
-    pub fn public_jwk(&self) -> Result<PublicJwk, AuthError> {
-        Ok(PublicJwk::ed25519(
-            self.kid.clone(),
-            &self.signing_key()?.verifying_key(),
-        ))
+    /// The public half as a JWK, with the key's expiry (`exp`) once it is retired.
+    pub fn public_jwk(&self, retention: u64) -> Result<PublicJwk, AuthError> {
+        let mut jwk = PublicJwk::ed25519(self.kid.clone(), &self.signing_key()?.verifying_key());
+        jwk.exp = self.expires_at(retention);
+        Ok(jwk)
+    }
+
+    /// When this key stops verifying: its `not_after`, or for a key retired before that field
+    /// existed, its retirement plus `retention`. `None` while it is active.
+    pub fn expires_at(&self, retention: u64) -> Option<u64> {
+        self.not_after
+            .or_else(|| self.retired_at.map(|r| r.saturating_add(retention)))
     }
 
     fn is_verifiable_at(&self, now: u64, retention: u64) -> bool {
-        match self.retired_at {
-            None => true,
-            Some(retired) => now < retired.saturating_add(retention),
-        }
+        self.expires_at(retention).is_none_or(|end| now < end)
     }
 }
 
@@ -183,17 +194,35 @@ impl KeySet {
             .map(|(_, k)| k)
     }
 
-    /// Adds a new active key, retires every other one at `now`, and prunes keys retired more
-    /// than `retention` seconds ago. Returns the new key's `kid`.
+    /// Adds a new active key, retires every other one at `now` (each verifying for `retention`
+    /// seconds more), and prunes keys past their `not_after`. Returns the new key's `kid`.
     pub fn rotate(&mut self, now: u64, retention: u64) -> Result<String, AuthError> {
         let new_key = KeyEntry::generate(now)?;
         let kid = new_key.kid.clone();
         for key in &mut self.keys {
-            key.retired_at.get_or_insert(now);
+            if key.retired_at.is_none() {
+                key.retired_at = Some(now);
+                key.not_after = Some(now.saturating_add(retention));
+            }
         }
         self.keys.push(new_key);
         self.prune(now, retention);
         Ok(kid)
+    }
+
+    /// Removes `kid` at once, whatever its retention (a compromised key). A fresh active key
+    /// replaces the old ones first, so the set always has one, and a verifier that sees the
+    /// first token it signs reloads the JWKS — which no longer lists `kid`. Returns the new
+    /// active key's `kid`.
+    pub fn revoke(&mut self, kid: &str, now: u64, retention: u64) -> Result<String, AuthError> {
+        if !self.keys.iter().any(|k| k.kid == kid) {
+            return Err(AuthError::InvalidKeySet(format!(
+                "there is no key {kid:?} in the set"
+            )));
+        }
+        let active = self.rotate(now, retention)?;
+        self.keys.retain(|k| k.kid != kid);
+        Ok(active)
     }
 
     /// Drops keys whose tokens have all expired.
@@ -215,7 +244,7 @@ impl KeySet {
                 .newest_first()
                 .into_iter()
                 .filter(|k| k.is_verifiable_at(now, retention))
-                .filter_map(|k| k.public_jwk().ok())
+                .filter_map(|k| k.public_jwk(retention).ok())
                 .collect(),
         }
     }
@@ -238,6 +267,11 @@ pub struct PublicJwk {
     pub alg: Option<String>,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// When the key stops verifying (Unix seconds): set once it is retired. Not a registered
+    /// JWK parameter; RFC 7517 §4 lets a JWK carry others, and clients ignore what they do not
+    /// know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
 }
 
 impl PublicJwk {
@@ -249,6 +283,7 @@ impl PublicJwk {
             kid,
             alg: Some("EdDSA".into()),
             use_: Some("sig".into()),
+            exp: None,
         }
     }
 
@@ -293,11 +328,15 @@ impl Jwks {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"keys\":[]}"))
     }
 
-    /// `kid` → verification key. Fails on the first invalid key or duplicate `kid`.
-    pub fn decoding_keys(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
+    /// `kid` → verification key and its expiry. Fails on the first invalid key or duplicate
+    /// `kid`.
+    pub fn decoding_keys(&self) -> Result<HashMap<String, (DecodingKey, Option<u64>)>, AuthError> {
         let mut map = HashMap::with_capacity(self.keys.len());
         for jwk in &self.keys {
-            if map.insert(jwk.kid.clone(), jwk.decoding_key()?).is_some() {
+            if map
+                .insert(jwk.kid.clone(), (jwk.decoding_key()?, jwk.exp))
+                .is_some()
+            {
                 return Err(AuthError::InvalidJwks(format!(
                     "kid {:?} appears twice",
                     jwk.kid
@@ -396,6 +435,39 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_key_carries_its_end_into_the_jwks_and_is_pruned_after_it() {
+        let mut set = KeySet::generate(1_000).unwrap();
+        let old = set.keys[0].kid.clone();
+        set.rotate(2_000, RETENTION).unwrap();
+        assert_eq!(set.keys[0].not_after, Some(2_000 + RETENTION));
+        let jwks = set.public_jwks(2_000, RETENTION);
+        let published = jwks.keys.iter().find(|k| k.kid == old).unwrap();
+        assert_eq!(published.exp, Some(2_000 + RETENTION));
+        assert_eq!(jwks.keys.iter().filter(|k| k.exp.is_none()).count(), 1);
+        set.rotate(2_000 + RETENTION, RETENTION).unwrap();
+        assert!(set.keys.iter().all(|k| k.kid != old));
+    }
+
+    #[test]
+    fn a_revoked_key_is_gone_at_once_and_a_fresh_key_is_active() {
+        let mut set = KeySet::generate(1_000).unwrap();
+        let first = set.keys[0].kid.clone();
+        let second = set.rotate(2_000, RETENTION).unwrap();
+        let third = set.revoke(&first, 2_001, RETENTION).unwrap();
+        assert_ne!(third, second);
+        assert_eq!(set.active().unwrap().kid, third);
+        let kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, [second.as_str(), third.as_str()]);
+        assert!(
+            set.public_jwks(2_001, RETENTION)
+                .keys
+                .iter()
+                .all(|k| k.kid != first)
+        );
+        assert!(set.revoke("no-such-kid", 2_002, RETENTION).is_err());
+    }
+
+    #[test]
     fn debug_output_never_contains_the_private_key() {
         let set = KeySet::generate(0).unwrap();
         let debug = format!("{set:?}");
@@ -410,6 +482,7 @@ mod tests {
             private_key: STANDARD.encode([7u8; 32]),
             created_at: 0,
             retired_at: None,
+            not_after: None,
         };
         let expected = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
         assert_eq!(entry.signing_key().unwrap().verifying_key(), expected);
@@ -422,6 +495,7 @@ mod tests {
             private_key: "not-a-key!!".into(),
             created_at: 0,
             retired_at: None,
+            not_after: None,
         };
         let err = entry.signing_key().unwrap_err().to_string();
         assert!(!err.contains("not-a-key"), "{err}");

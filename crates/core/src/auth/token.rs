@@ -105,8 +105,8 @@ pub struct TokenIssuer {
     settings: TokenSettings,
     kid: String,
     key: EncodingKey,
-    /// Public keys with their retirement time, filtered by age when the JWKS is served.
-    public: Vec<(PublicJwk, Option<u64>)>,
+    /// Public keys, each with its `exp` once retired; filtered by it when the JWKS is served.
+    public: Vec<PublicJwk>,
 }
 
 impl fmt::Debug for TokenIssuer {
@@ -123,9 +123,10 @@ impl TokenIssuer {
     pub fn new(set: &KeySet, settings: TokenSettings) -> Result<Self, AuthError> {
         set.validate()?;
         let active = set.active().ok_or(AuthError::NoActiveKey)?;
+        let retention = settings.key_retention_seconds();
         let mut public = Vec::with_capacity(set.keys.len());
         for key in set.newest_first() {
-            public.push((key.public_jwk()?, key.retired_at));
+            public.push(key.public_jwk(retention)?);
         }
         Ok(Self {
             kid: active.kid.clone(),
@@ -146,13 +147,12 @@ impl TokenIssuer {
 
     /// Every public key that may still have valid tokens outstanding at `now`.
     pub fn jwks(&self, now: u64) -> Jwks {
-        let retention = self.settings.key_retention_seconds();
         Jwks {
             keys: self
                 .public
                 .iter()
-                .filter(|(_, retired)| retired.is_none_or(|r| now < r.saturating_add(retention)))
-                .map(|(jwk, _)| jwk.clone())
+                .filter(|jwk| jwk.exp.is_none_or(|exp| now < exp))
+                .cloned()
                 .collect(),
         }
     }

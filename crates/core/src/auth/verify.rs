@@ -7,17 +7,43 @@
 //! 3. Header, parsed by us: `alg` must be exactly `EdDSA`; `typ` must be `at+jwt`; `kid` must be
 //!    present; `jku`, `jwk`, `x5u`, `x5c`, `x5t`, `crit` are refused (our issuer never sets them,
 //!    and we never fetch or trust keys a token points at).
-//! 4. Key lookup by `kid` in the in-memory JWKS; an unknown `kid` may trigger one bounded reload.
-//! 5. jsonwebtoken: signature with the key's algorithm (EdDSA only), then `exp`, `nbf`, `iss`,
+//! 4. The verified-token cache: a token this instance verified before is accepted again without
+//!    the signature check, its `exp` and `nbf` and its key's expiry checked anew (see below).
+//! 5. Key lookup by `kid` in the in-memory JWKS; a key past its `exp` (retired, retention over)
+//!    is no key; an unknown `kid` may trigger one bounded reload.
+//! 6. jsonwebtoken: signature with the key's algorithm (EdDSA only), then `exp`, `nbf`, `iss`,
 //!    `aud`, `sub` required and checked with [`LEEWAY_SECONDS`]; numeric dates only.
-//! 6. Our claims: `sub == client_id`, a known `tier`.
+//! 7. Our claims: `sub == client_id`, a known `tier`.
 //!
 //! Every refusal is [`ApiError::InvalidToken`] with a short generic `detail`; the token itself is
 //! never echoed or logged.
+//!
+//! # Keeping the keys current
+//!
+//! The JWKS is read at init, re-read when it is older than [`JWKS_MAX_AGE_SECONDS`] (so a
+//! revoked key is gone from every warm instance within that time), and re-read when a token
+//! names a `kid` this instance does not know — the first token of a rotated-in key. That last
+//! read is what an attacker can trigger, so it is bounded: only a `kid` of our shape (an RFC 7638
+//! thumbprint, 43 base64url characters) can cause it, a `kid` that a reload has already failed
+//! to find cannot cause another for [`UNKNOWN_KID_MEMORY_SECONDS`], and reloads are at least
+//! [`JWKS_RELOAD_INTERVAL_SECONDS`] apart, counting the read at init.
+//!
+//! # The verified-token cache
+//!
+//! Clients reuse a token for its whole lifetime, and the Ed25519 check is most of a request's
+//! CPU. So, as Envoy's `jwt_authn` does, each instance keeps the claims of tokens it verified,
+//! keyed by the whole token (a token is at most [`MAX_TOKEN_BYTES`]; comparing it whole leaves no
+//! room for a collision), in a bounded LRU map of [`TOKEN_CACHE_ENTRIES`]. A hit still checks
+//! `exp` and `nbf` (with the same leeway) and the signing key's own expiry; failures are never
+//! cached; a token over the size cap never gets that far; and the whole cache is dropped whenever
+//! the key set changes, so a revoked key's tokens stop verifying with its removal.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,6 +55,7 @@ use serde::Deserialize;
 
 use super::store::{JwksSource, JwksStore};
 use super::token::TokenClaims;
+use super::token::unix_now;
 use super::{
     ACCESS_TOKEN_TYP, AuthError, JWKS_RELOAD_INTERVAL_SECONDS, Jwks, LEEWAY_SECONDS,
     MAX_TOKEN_BYTES, Tier,
@@ -82,20 +109,46 @@ impl VerifierConfig {
     }
 }
 
-type KeyMap = HashMap<String, DecodingKey>;
+/// A JWKS read older than this is read again before the next token is checked.
+pub const JWKS_MAX_AGE_SECONDS: u64 = 300;
+/// How long a `kid` that a reload did not find cannot trigger another reload.
+pub const UNKNOWN_KID_MEMORY_SECONDS: u64 = 300;
+/// Tokens the verified-token cache holds (each at most [`MAX_TOKEN_BYTES`], ours ~600 bytes).
+pub const TOKEN_CACHE_ENTRIES: usize = 1024;
+/// Unknown `kid`s remembered at once.
+const UNKNOWN_KIDS: usize = 256;
+
+/// `kid` → verification key and the key's expiry (Unix seconds), if retired.
+type KeyMap = HashMap<String, (DecodingKey, Option<u64>)>;
+
+/// A verified token's claims, and when its signing key stops verifying.
+#[derive(Debug, Clone)]
+struct Verified {
+    claims: AccessClaims,
+    nbf: u64,
+    key_expires: Option<u64>,
+}
+
+/// When the JWKS was last read, and the `kid`s a reload did not find.
+#[derive(Debug)]
+struct Reloads {
+    last: Option<Instant>,
+    unknown: LruCache<String, Instant>,
+}
 
 /// Verifies bearer tokens against an in-memory JWKS. Built once at init; `Send + Sync`.
 ///
-/// The hot path makes no network call. Only a token whose `kid` is unknown makes the verifier
-/// re-read its JWKS source, at most once per [`JWKS_RELOAD_INTERVAL_SECONDS`]: that is how a key
-/// rotation reaches a warm instance without letting garbage tokens turn into a flood of reads.
+/// The hot path makes no network call; see the module docs for when the JWKS is read again.
 pub struct Verifier {
     validation: Validation,
     keys: RwLock<Arc<KeyMap>>,
     source: Option<JwksStore>,
-    /// Time of the last reload; held across the reload so concurrent misses wait for one read.
-    last_reload: tokio::sync::Mutex<Option<Instant>>,
+    /// Held across a read, so concurrent callers wait for one read instead of making their own.
+    reloads: tokio::sync::Mutex<Reloads>,
     reload_interval: Duration,
+    cache: Mutex<LruCache<String, Verified>>,
+    /// Unix seconds (the cache's clock; jsonwebtoken reads the system clock itself).
+    clock: fn() -> u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -125,6 +178,8 @@ impl Verifier {
         }
         let mut verifier = Self::from_jwks(&config.issuer, &config.audience, &jwks)?;
         verifier.source = Some(store);
+        // The read at init counts as a reload: the first unknown kid after it waits its turn.
+        verifier.reloads.get_mut().last = Some(Instant::now());
         Ok(verifier)
     }
 
@@ -142,8 +197,15 @@ impl Verifier {
             validation,
             keys: RwLock::new(Arc::new(jwks.decoding_keys()?)),
             source: None,
-            last_reload: tokio::sync::Mutex::new(None),
+            reloads: tokio::sync::Mutex::new(Reloads {
+                last: None,
+                unknown: LruCache::new(NonZeroUsize::MIN.saturating_add(UNKNOWN_KIDS - 1)),
+            }),
             reload_interval: Duration::from_secs(JWKS_RELOAD_INTERVAL_SECONDS),
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::MIN.saturating_add(TOKEN_CACHE_ENTRIES - 1),
+            )),
+            clock: unix_now,
         })
     }
 
@@ -154,11 +216,23 @@ impl Verifier {
         self
     }
 
+    /// Replaces the clock the verified-token cache checks `exp` and `nbf` against (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The `kid`s currently trusted.
     pub fn kids(&self) -> Vec<String> {
         let mut kids: Vec<String> = self.current_keys().keys().cloned().collect();
         kids.sort();
         kids
+    }
+
+    /// Tokens in the verified-token cache (tests, benchmarks).
+    pub fn cached_tokens(&self) -> usize {
+        self.cache_lock().len()
     }
 
     /// Verifies the bearer token of a request. Only the `Authorization` header is consulted:
@@ -170,22 +244,46 @@ impl Verifier {
 
     /// Verifies a compact JWS access token.
     pub async fn verify_token(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        let result = self.check(token).await;
+        self.refresh_if_stale().await;
+        let result = match self.cached(token) {
+            Some(result) => result,
+            None => self.check(token).await,
+        };
         if let Err(reason) = &result {
             tracing::debug!(reason = reason.detail(), "access token refused");
         }
         result.map_err(Rejection::into_api_error)
     }
 
-    /// [`Self::verify_token`] without any reload (synchronous; the self-test uses it).
+    /// [`Self::verify_token`] without any reload or cache (synchronous; the self-test uses it).
     pub fn verify_token_with_loaded_keys(&self, token: &str) -> Result<AccessClaims, ApiError> {
         let header = precheck(token).map_err(Rejection::into_api_error)?;
         let keys = self.current_keys();
-        let key = keys
-            .get(&header.kid)
+        let key = self
+            .usable_key(&keys, &header.kid)
             .ok_or(Rejection::UnknownKey)
             .map_err(Rejection::into_api_error)?;
-        self.decode(token, key).map_err(Rejection::into_api_error)
+        self.decode(token, &key.0)
+            .map_err(Rejection::into_api_error)
+    }
+
+    /// The cached verdict for `token`, if this instance verified it before: its claims while
+    /// `exp`, `nbf` and the key's expiry still allow, else the refusal (the entry is dropped).
+    fn cached(&self, token: &str) -> Option<Result<AccessClaims, Rejection>> {
+        let now = (self.clock)();
+        let mut cache = self.cache_lock();
+        let entry = cache.get(token)?;
+        let verdict = if entry.claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
+            Err(Rejection::Expired)
+        } else if entry.nbf > now.saturating_add(LEEWAY_SECONDS) {
+            Err(Rejection::NotYetValid)
+        } else if entry.key_expires.is_some_and(|end| end <= now) {
+            Err(Rejection::UnknownKey)
+        } else {
+            return Some(Ok(entry.claims.clone()));
+        };
+        cache.pop(token);
+        Some(verdict)
     }
 
     async fn check(&self, token: &str) -> Result<AccessClaims, Rejection> {
@@ -197,11 +295,41 @@ impl Verifier {
                 .await
                 .ok_or(Rejection::UnknownKey)?,
         };
-        let key = keys.get(&header.kid).ok_or(Rejection::UnknownKey)?;
-        self.decode(token, key)
+        let (key, key_expires) = self
+            .usable_key(&keys, &header.kid)
+            .ok_or(Rejection::UnknownKey)?;
+        let (claims, nbf) = self.decode_with_nbf(token, key)?;
+        self.cache_lock().put(
+            token.to_owned(),
+            Verified {
+                claims: claims.clone(),
+                nbf,
+                key_expires: *key_expires,
+            },
+        );
+        Ok(claims)
+    }
+
+    /// The key named `kid`, unless it is past its expiry.
+    fn usable_key<'k>(
+        &self,
+        keys: &'k KeyMap,
+        kid: &str,
+    ) -> Option<&'k (DecodingKey, Option<u64>)> {
+        let now = (self.clock)();
+        keys.get(kid)
+            .filter(|(_, expires)| expires.is_none_or(|end| now < end))
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<AccessClaims, Rejection> {
+        self.decode_with_nbf(token, key).map(|(claims, _)| claims)
+    }
+
+    fn decode_with_nbf(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+    ) -> Result<(AccessClaims, u64), Rejection> {
         let data = jsonwebtoken::decode::<TokenClaims>(token, key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => Rejection::Expired,
@@ -220,19 +348,23 @@ impl Verifier {
         if claims.sub != claims.client_id {
             return Err(Rejection::Claims);
         }
-        Ok(AccessClaims {
-            scopes: claims
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            sub: claims.sub,
-            client_id: claims.client_id,
-            tier: claims.tier,
-            jti: claims.jti,
-            exp: claims.exp,
-        })
+        let nbf = claims.nbf;
+        Ok((
+            AccessClaims {
+                scopes: claims
+                    .scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                sub: claims.sub,
+                client_id: claims.client_id,
+                tier: claims.tier,
+                jti: claims.jti,
+                exp: claims.exp,
+            },
+            nbf,
+        ))
     }
 
     fn current_keys(&self) -> Arc<KeyMap> {
@@ -243,39 +375,104 @@ impl Verifier {
             .clone()
     }
 
-    /// Re-reads the JWKS if the last reload is old enough; returns the key map if it now has `kid`.
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Verified>> {
+        // A panic while holding the lock cannot leave the map inconsistent for later readers:
+        // every entry is checked again on use.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Swaps in a new key set and drops every cached token: a removed key's tokens must stop
+    /// verifying with it.
+    fn install(&self, fresh: KeyMap) -> Arc<KeyMap> {
+        let fresh = Arc::new(fresh);
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+        self.cache_lock().clear();
+        fresh
+    }
+
+    /// Reads the JWKS again if the last read is older than [`JWKS_MAX_AGE_SECONDS`]. One caller
+    /// reads; the others go on with the keys they have.
+    async fn refresh_if_stale(&self) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        let Ok(mut reloads) = self.reloads.try_lock() else {
+            return;
+        };
+        let max_age = Duration::from_secs(JWKS_MAX_AGE_SECONDS);
+        if reloads.last.is_some_and(|at| at.elapsed() < max_age) {
+            return;
+        }
+        reloads.last = Some(Instant::now());
+        if let Some(fresh) = read_keys(source, "JWKS re-read (older than its maximum age)").await {
+            self.install(fresh);
+        }
+    }
+
+    /// Re-reads the JWKS for an unknown `kid`, within the bounds the module docs give; returns
+    /// the key map if it now has `kid`.
     async fn reload_for(&self, kid: &str) -> Option<Arc<KeyMap>> {
         let source = self.source.as_ref()?;
-        let mut last = self.last_reload.lock().await;
+        if !looks_like_thumbprint(kid) {
+            return None;
+        }
+        let mut reloads = self.reloads.lock().await;
         // Another request may have reloaded while this one waited for the lock.
         let keys = self.current_keys();
         if keys.contains_key(kid) {
             return Some(keys);
         }
-        if last.is_some_and(|at| at.elapsed() < self.reload_interval) {
+        let memory = Duration::from_secs(UNKNOWN_KID_MEMORY_SECONDS);
+        if reloads
+            .unknown
+            .get(kid)
+            .is_some_and(|at| at.elapsed() < memory)
+            || reloads
+                .last
+                .is_some_and(|at| at.elapsed() < self.reload_interval)
+        {
             return None;
         }
-        *last = Some(Instant::now());
-        match source
-            .load()
-            .await
-            .and_then(|jwks| jwks.unwrap_or_default().decoding_keys())
-        {
-            Ok(fresh) => {
-                let fresh = Arc::new(fresh);
-                tracing::info!(source = %source.location(), keys = fresh.len(), "JWKS reloaded after an unknown kid");
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
-                fresh.contains_key(kid).then_some(fresh)
-            }
-            Err(e) => {
-                tracing::warn!(source = %source.location(), error = %e, "JWKS reload failed; keeping the loaded keys");
-                None
-            }
+        reloads.last = Some(Instant::now());
+        let fresh = self.install(read_keys(source, "JWKS reloaded after an unknown kid").await?);
+        if fresh.contains_key(kid) {
+            return Some(fresh);
+        }
+        reloads.unknown.put(kid.to_owned(), Instant::now());
+        None
+    }
+}
+
+/// The key map read from `source`, or `None` (logged) when the read fails: the loaded keys stay.
+async fn read_keys(source: &JwksStore, why: &'static str) -> Option<KeyMap> {
+    match source
+        .load()
+        .await
+        .and_then(|jwks| jwks.unwrap_or_default().decoding_keys())
+    {
+        Ok(fresh) => {
+            tracing::info!(source = %source.location(), keys = fresh.len(), "{why}");
+            Some(fresh)
+        }
+        Err(e) => {
+            tracing::warn!(source = %source.location(), error = %e, "JWKS read failed; keeping the loaded keys");
+            None
         }
     }
+}
+
+/// Whether `kid` has the shape of our key ids: an RFC 7638 SHA-256 thumbprint, base64url
+/// without padding (43 characters).
+fn looks_like_thumbprint(kid: &str) -> bool {
+    kid.len() == 43
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// Extracts the token from the single `Authorization: Bearer <token>` header.
