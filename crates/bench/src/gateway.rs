@@ -23,7 +23,10 @@
 //! with the end of the function's output): it is a test fixture, so a broken function must be
 //! loud rather than replaced.
 //!
-//! Timings of requests are deliberately not printed: under emulation they measure the emulator.
+//! The stack (DynamoDB Local, tables, key files, issuer, audience) is read from the environment
+//! as by every `smla-bench` command, and each function gets [`Stack::function_env`]: Lambda's
+//! variables, the template's, and `--env` overrides of those. Timings of requests are
+//! deliberately not printed: under emulation they measure the emulator.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -714,6 +717,11 @@ async fn serve_connection(
 pub async fn run(args: Args) -> Result<(), Error> {
     let stack = Stack::from_env()?;
     let routes = Routes::new(args.routes);
+    for (i, (kind, _)) in args.functions.iter().enumerate() {
+        if args.functions[..i].iter().any(|(k, _)| k == kind) {
+            return Err(format!("--function {} is given twice", kind.name()).into());
+        }
+    }
     for kind in routes.kinds() {
         if !args.functions.iter().any(|(k, _)| *k == kind) {
             return Err(
