@@ -44,7 +44,7 @@ clean-local: ## Remove local dev state (.dev/: dev signing keys, logs)
 
 .PHONY: deploy-checks smoke
 
-deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minutes), package sizes
+deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minutes), its bootstraps under qemu, package sizes
 	@scripts/deploy_checks.sh
 
 smoke: ## Client-flow smoke test: make smoke URL=<ApiUrl> (CLIENT_ID, CLIENT_SECRET in env); no URL: make dev's stack

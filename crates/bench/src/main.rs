@@ -9,6 +9,8 @@
 //! - [`instant`]: an endpoint that answers every DynamoDB call at once (the SDK's own cost).
 //! - [`proxy`]: a counting proxy in front of DynamoDB Local (calls per request).
 //! - [`scenarios`]: cold start, priming, warm, calls; each writes one JSON result.
+//! - [`gateway`]: API Gateway's HTTP API in front of function processes (any launcher, e.g.
+//!   qemu-user for the arm64 `bootstrap` files), so `scripts/smoke.sh` can drive them.
 //! - [`report`]: turns the results, criterion's estimates and the artifact sizes into
 //!   `BENCHMARKS.md`.
 //!
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 mod events;
 mod function;
+mod gateway;
 mod http1;
 mod instant;
 mod proxy;
@@ -38,7 +41,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Parser)]
 #[command(
     name = "smla-bench",
-    about = "Benchmarks of secure-ml-api (run through scripts/bench.sh)."
+    about = "Benchmarks of secure-ml-api (run through scripts/bench.sh), and the gateway that `make deploy-checks` runs the arm64 builds behind."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -111,6 +114,9 @@ enum Command {
     NullFunction,
     /// Writes BENCHMARKS.md from the results.
     Report(report::Args),
+    /// Serves the functions over HTTP as API Gateway's HTTP API does (`make deploy-checks`
+    /// runs the arm64 builds through it under qemu-user). Measures nothing.
+    Gateway(gateway::Args),
 }
 
 fn parse_variant(s: &str) -> Result<(String, PathBuf), String> {
@@ -211,5 +217,6 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::NullFunction => function::run_null_function(),
         Command::Report(args) => report::write(&args),
+        Command::Gateway(args) => gateway::run(args).await,
     }
 }
