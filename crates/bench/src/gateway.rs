@@ -43,6 +43,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use secure_ml_core::config;
+
 use crate::Error;
 use crate::function::{Executable, FunctionProcess, Kind};
 use crate::http1::{Framing, Head, read_body, read_head};
@@ -729,17 +731,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
             );
         }
     }
-    // Every override must replace a variable some function has: a typo would otherwise test
-    // the template's value while claiming another.
+    // Every override must be a variable some function reads (the configuration contract): a
+    // typo would otherwise test the default while claiming another value.
     for (name, _) in &args.env {
-        let known = args.functions.iter().any(|(kind, _)| {
-            stack
-                .function_env(*kind, "-")
-                .iter()
-                .any(|(n, _)| n == name)
-        });
+        let known = args.functions.iter().any(|(kind, _)| reads(*kind, name));
         if !known {
-            return Err(format!("--env {name}: no function's environment has {name}").into());
+            return Err(format!("--env {name}: no function reads {name}").into());
         }
     }
 
@@ -752,15 +749,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let mut readiness = Vec::new();
     for (kind, binary) in &args.functions {
         let api = RuntimeApi::start(kind.name()).await?;
-        let overrides: Vec<(&str, String)> = stack
-            .function_env(*kind, "-")
-            .into_iter()
-            .filter_map(|(name, _)| {
-                args.env
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(n, v)| (n.as_str(), v.clone()))
-            })
+        let overrides: Vec<(&str, String)> = args
+            .env
+            .iter()
+            .filter(|(name, _)| reads(*kind, name))
+            .map(|(name, value)| (name.as_str(), value.clone()))
             .collect();
         let executable = Executable {
             launcher: &args.launcher,
@@ -819,6 +812,16 @@ pub async fn run(args: Args) -> Result<(), Error> {
             }
         }
     }
+}
+
+/// Whether the function of `kind` reads the configuration variable `name`.
+fn reads(kind: Kind, name: &str) -> bool {
+    let program = match kind {
+        Kind::Predict => config::Program::Predict,
+        Kind::Token => config::Program::Token,
+        Kind::Null => return false,
+    };
+    config::lookup(name).is_some_and(|var| var.read_by(program))
 }
 
 #[cfg(test)]
