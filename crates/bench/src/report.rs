@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::Error;
-use crate::results::{self, Calls, ColdStart, Priming, PrimingMode, Warm};
+use crate::results::{self, Calls, ColdStart, FreshProcess, Warm};
 use crate::stats::Summary;
 
 #[derive(Debug, clap::Args)]
@@ -251,10 +251,6 @@ fn machine(out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 // The report
 
-fn prime_mode<'a>(priming: Option<&'a Priming>, name: &str) -> Option<&'a PrimingMode> {
-    priming?.modes.iter().find(|m| m.mode == name)
-}
-
 fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
@@ -263,35 +259,23 @@ pub fn write(args: &Args) -> Result<(), Error> {
     let dir = &args.results;
     let cold_predict: Option<ColdStart> = results::read(dir, "coldstart-predict");
     let cold_token: Option<ColdStart> = results::read(dir, "coldstart-token");
-    // Variant binaries (e.g. the priming change, built outside the repository) when given.
-    let cold_predict_primed: Option<ColdStart> = results::read(dir, "coldstart-predict-primed");
-    let cold_token_primed: Option<ColdStart> = results::read(dir, "coldstart-token-primed");
     let cold_null: Option<ColdStart> = results::read(dir, "coldstart-null");
-    let priming: Option<Priming> = results::read(dir, "priming");
+    let fresh: Option<FreshProcess> = results::read(dir, "fresh-process");
     let warm_predict: Option<Warm> = results::read(dir, "warm-predict");
     let warm_token: Option<Warm> = results::read(dir, "warm-token");
     let calls: Option<Calls> = results::read(dir, "calls");
     let criterion = args.criterion.as_deref();
-    let unprimed = prime_mode(priming.as_ref(), "none");
-    let sentinel = prime_mode(priming.as_ref(), "sentinel-update");
+    let fresh_floor = fresh.as_ref();
 
     let mut rows: Vec<Row> = Vec::new();
 
     // 1. Cold start. The floor of init + first invocation: a process that starts, polls, builds
     // the SDK client and makes its first DynamoDB call — and nothing else.
-    let cold_floor = match (&cold_null, unprimed) {
+    let cold_floor = match (&cold_null, fresh_floor) {
         (Some(n), Some(u)) => Some(n.init_ms.p50 + u.client_build_ms.p50 + u.first_ms.p50),
         _ => None,
     };
-    for cold in [
-        &cold_predict,
-        &cold_predict_primed,
-        &cold_token,
-        &cold_token_primed,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for cold in [&cold_predict, &cold_token].into_iter().flatten() {
         let f = &cold.function;
         if let Some(null) = &cold_null {
             rows.push(Row {
@@ -307,19 +291,19 @@ pub fn write(args: &Args) -> Result<(), Error> {
         }
         rows.push(Row {
             stage: format!("cold start · {f} · first invocation"),
-            excess_ms: unprimed.map(|u| cold.first_ms.p50 - u.first_ms.p50),
+            excess_ms: fresh_floor.map(|u| cold.first_ms.p50 - u.first_ms.p50),
             measured: format!(
                 "{}; 2nd invocation p50 {}",
                 spread_ms(&cold.first_ms),
                 ms(cold.second_ms.p50)
             ),
-            floor: unprimed.map_or("—".into(), |u| {
+            floor: fresh_floor.map_or("—".into(), |u| {
                 format!(
                     "first raw DynamoDB write of a fresh process: {}",
                     ms(u.first_ms.p50)
                 )
             }),
-            ratio: unprimed.map_or("—".into(), |u| ratio(cold.first_ms.p50, u.first_ms.p50)),
+            ratio: fresh_floor.map_or("—".into(), |u| ratio(cold.first_ms.p50, u.first_ms.p50)),
             target: "none set; see total".to_owned(),
             verdict: verdict(None),
             command: code(&cold.command),
@@ -361,34 +345,18 @@ pub fn write(args: &Args) -> Result<(), Error> {
         });
     }
 
-    // Priming.
-    if let (Some(p), Some(u)) = (&priming, unprimed) {
+    // The DynamoDB floor of a cold start.
+    if let Some(u) = fresh_floor {
         rows.push(Row {
-            stage: "DynamoDB first call of a process · unprimed".to_owned(),
+            stage: "DynamoDB first write of a fresh process".to_owned(),
             excess_ms: Some(u.first_ms.p50 - u.second_ms.p50),
             measured: spread_ms(&u.first_ms),
-            floor: format!("2nd call, same process: {}", ms(u.second_ms.p50)),
+            floor: format!("2nd write, same process: {}", ms(u.second_ms.p50)),
             ratio: ratio(u.first_ms.p50, u.second_ms.p50),
-            target: "none set (what priming would remove)".to_owned(),
+            target: "none set".to_owned(),
             verdict: verdict(None),
-            command: code(&p.command),
+            command: code(&u.command),
         });
-        if let Some(s) = sentinel {
-            rows.push(Row {
-                stage: "DynamoDB first call · primed at init (sentinel `UpdateItem`)".to_owned(),
-                excess_ms: Some(s.first_ms.p50 - s.second_ms.p50),
-                measured: format!(
-                    "{}; the priming call itself p50 {}",
-                    spread_ms(&s.first_ms),
-                    s.prime_ms.as_ref().map_or("—".into(), |m| ms(m.p50))
-                ),
-                floor: format!("2nd call, same process: {}", ms(s.second_ms.p50)),
-                ratio: ratio(s.first_ms.p50, s.second_ms.p50),
-                target: "≈ 1× its floor".to_owned(),
-                verdict: verdict(Some(s.first_ms.p50 <= 1.5 * s.second_ms.p50)),
-                command: code(&p.command),
-            });
-        }
     }
 
     // 2. Warm.
@@ -725,7 +693,6 @@ pub fn write(args: &Args) -> Result<(), Error> {
     let slowest = rows
         .iter()
         .filter(|r| !r.stage.starts_with("cost") && !r.stage.starts_with("size"))
-        .filter(|r| !r.stage.contains("-primed"))
         .filter_map(|r| {
             r.ratio
                 .trim_end_matches('×')
@@ -743,7 +710,6 @@ pub fn write(args: &Args) -> Result<(), Error> {
     }
     let costliest = rows
         .iter()
-        .filter(|r| !r.stage.contains("-primed"))
         .filter_map(|r| r.excess_ms.map(|e| (e, r)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((e, r)) = costliest {
@@ -758,7 +724,7 @@ pub fn write(args: &Args) -> Result<(), Error> {
     }
     let missed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.verdict != "met" && r.verdict != "—" && !r.stage.contains("-primed"))
+        .filter(|r| r.verdict != "met" && r.verdict != "—")
         .map(|r| r.stage.as_str())
         .collect();
     let _ = writeln!(
@@ -775,11 +741,9 @@ pub fn write(args: &Args) -> Result<(), Error> {
         &mut out,
         &rows,
         cold_predict.as_ref(),
-        cold_predict_primed.as_ref(),
         cold_token.as_ref(),
-        cold_token_primed.as_ref(),
         cold_null.as_ref(),
-        priming.as_ref(),
+        fresh.as_ref(),
         warm_predict.as_ref(),
         warm_token.as_ref(),
         calls.as_ref(),
@@ -871,11 +835,9 @@ fn details(
     out: &mut String,
     rows: &[Row],
     cold_predict: Option<&ColdStart>,
-    cold_predict_primed: Option<&ColdStart>,
     cold_token: Option<&ColdStart>,
-    cold_token_primed: Option<&ColdStart>,
     cold_null: Option<&ColdStart>,
-    priming: Option<&Priming>,
+    fresh: Option<&FreshProcess>,
     warm_predict: Option<&Warm>,
     warm_token: Option<&Warm>,
     calls: Option<&Calls>,
@@ -894,16 +856,7 @@ fn details(
         "| function | runs | failures | init | first invocation | second invocation | init + first | peak RSS p50 | binary |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for c in [
-        cold_predict,
-        cold_predict_primed,
-        cold_token,
-        cold_token_primed,
-        cold_null,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for c in [cold_predict, cold_token, cold_null].into_iter().flatten() {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -919,139 +872,40 @@ fn details(
         );
     }
 
-    if let (Some(n), Some(u)) = (
-        cold_null,
-        priming.and_then(|p| p.modes.iter().find(|m| m.mode == "none")),
-    ) {
-        for c in [
-            cold_predict,
-            cold_predict_primed,
-            cold_token,
-            cold_token_primed,
-        ]
-        .into_iter()
-        .flatten()
-        {
+    if let Some(u) = fresh {
+        let _ = writeln!(
+            out,
+            "\nDynamoDB floor of a fresh process ({} runs, each a new process that builds the SDK \
+             client as the functions do, with `Aws::load`, then makes two FRESH `UpdateItem` \
+             writes): client build p50 {}; first write {}; second write p50 {}. Command: {}.",
+            u.runs,
+            ms(u.client_build_ms.p50),
+            spread_ms(&u.first_ms),
+            ms(u.second_ms.p50),
+            code(&u.command)
+        );
+    }
+
+    if let (Some(n), Some(u)) = (cold_null, fresh) {
+        for c in [cold_predict, cold_token].into_iter().flatten() {
             let _ = writeln!(
                 out,
                 "\n{} init p50 {}: starting a process and polling the Runtime API (the null \
-                 function) {}, building the DynamoDB client as `dynamodb_client` does {} (from the \
-                 priming probes), everything else (tokio, telemetry, configuration, keys{}) {}.",
+                 function) {}, loading the SDK configuration and building the DynamoDB client as \
+                 `Aws::load` does {} (fresh-process floor), everything else (tokio, telemetry, \
+                 configuration, {}) {}.",
                 c.function,
                 ms(c.init_ms.p50),
                 ms(n.init_ms.p50),
                 ms(u.client_build_ms.p50),
-                match (
-                    c.function.starts_with("predict"),
-                    c.function.ends_with("-primed")
-                ) {
-                    (true, false) => ", model decode and sha256 check",
-                    (true, true) => ", model decode and sha256 check, the priming call",
-                    (false, false) => ", crypto self-test, second SDK config",
-                    (false, true) => ", crypto self-test, second SDK config, the priming call",
+                if c.function == "predict" {
+                    "model decode and sha256 check, JWKS load, `DescribeTable` of the rate-limit table"
+                } else {
+                    "crypto self-test, signing-key load, `DescribeTable` of both tables"
                 },
                 ms((c.init_ms.p50 - n.init_ms.p50 - u.client_build_ms.p50).max(0.0))
             );
         }
-    }
-
-    if let Some(p) = priming {
-        let _ = writeln!(out, "\n## DynamoDB connection priming\n");
-        let _ = writeln!(
-            out,
-            "A fresh process per run builds the SDK client exactly as the functions do \
-             (`dynamodb_client`, the template's timeouts), optionally makes one priming call, then \
-             times two rate-limit writes (the limiter's FRESH `UpdateItem`). Modes interleaved run \
-             by run, {} runs each. Command: {}.\n",
-            p.runs,
-            code(&p.command)
-        );
-        let _ = writeln!(
-            out,
-            "| mode | build client | priming call | priming outcome | first write | second write (floor) | first / floor |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for m in &p.modes {
-            let outcomes = m
-                .prime_outcomes
-                .iter()
-                .map(|(k, v)| format!("{k} ×{v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                m.mode,
-                ms(m.client_build_ms.p50),
-                m.prime_ms.as_ref().map_or("—".into(), spread_ms),
-                if outcomes.is_empty() {
-                    "—".into()
-                } else {
-                    outcomes
-                },
-                spread_ms(&m.first_ms),
-                ms(m.second_ms.p50),
-                ratio(m.first_ms.p50, m.second_ms.p50)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\nLocally the first call pays the SDK's lazy first-use work (credentials, endpoint \
-             rules, signing) and a TCP connect on loopback. Against AWS it also pays DNS and a TLS \
-             handshake (certificate verification is CPU work, slow at 128 MB), so the unprimed \
-             penalty measured here is a lower bound. Decision and the proposed change: \
-             see *Recommendation: prime at init* below.\n"
-        );
-        for (asis, primed) in [
-            (cold_predict, cold_predict_primed),
-            (cold_token, cold_token_primed),
-        ] {
-            if let (Some(a), Some(p)) = (asis, primed) {
-                let _ = writeln!(
-                    out,
-                    "Real binaries, {} (repository) against {} (the proposed change applied): \
-                     init p50 {} → {}; first invocation p50 {} → {}; second invocation p50 {} → {}; \
-                     first-request penalty (first − second, p50s) {} → {}; init + first p50 {} → {}.\n",
-                    a.function,
-                    p.function,
-                    ms(a.init_ms.p50),
-                    ms(p.init_ms.p50),
-                    ms(a.first_ms.p50),
-                    ms(p.first_ms.p50),
-                    ms(a.second_ms.p50),
-                    ms(p.second_ms.p50),
-                    ms(a.first_ms.p50 - a.second_ms.p50),
-                    ms(p.first_ms.p50 - p.second_ms.p50),
-                    ms(a.cold_total_ms.p50),
-                    ms(p.cold_total_ms.p50),
-                );
-            }
-        }
-        let _ = writeln!(out, "### Recommendation: prime at init\n");
-        let _ = writeln!(
-            out,
-            "- **Which call.** The predict role may only `dynamodb:UpdateItem` the rate-limit table. \
-             `DescribeTable`/`GetItem` would be `AccessDeniedException` on AWS: it does open and \
-             authenticate the connection, but turns every cold start into a denied API call in \
-             CloudTrail (`DescribeTable` is a management event) and into DynamoDB's `UserErrors` \
-             metric, which is what security alarms watch. Widening the role for a warm-up is the \
-             wrong trade. So: an `UpdateItem` on a sentinel key (`prime#connection`, no rate-limit \
-             key has that shape) with a condition no item can satisfy \
-             (`attribute_exists(pk) AND attribute_not_exists(pk)`): allowed, writes nothing, answers \
-             `ConditionalCheckFailedException`, billed as one failed conditional write (1 WRU, \
-             $0.000000625 per cold start). The token function's role has `GetItem` on the \
-             clients table: a `GetItem` of a client id that cannot exist primes its (shared) \
-             client for half a read unit, without an error.\n\
-             - **Where.** Concurrently with the JWKS load (`tokio::join!`): on AWS that is a Secrets \
-             Manager round trip, so the DynamoDB handshake hides behind it and init grows by little \
-             or nothing. Any failure is logged and ignored — init must never fail because DynamoDB \
-             is briefly unreachable; the request path has its own timeouts and fail policy.\n\
-             - **Why.** The first request's write no longer carries connection setup inside the \
-             250 ms attempt timeout, first-request latency matches warm latency, and with \
-             provisioned concurrency or Lambda's proactive initialisation the whole setup happens \
-             before any caller waits. Init is billed for custom runtimes either way, so the cost is \
-             the one extra round trip plus 1 WRU per cold start."
-        );
     }
 
     if let Some(w) = warm_predict {

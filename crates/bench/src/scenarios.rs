@@ -1,7 +1,6 @@
 //! The measured scenarios. Each one drives release binaries through [`RuntimeApi`] and writes
 //! one JSON file (see [`crate::results`]); none of them decides pass or fail.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,9 @@ use crate::events;
 use crate::function::{FunctionProcess, Kind};
 use crate::instant::InstantDynamo;
 use crate::proxy::{CountingProxy, Counts};
-use crate::raw::{self, Prime};
+use crate::raw;
 use crate::results::{
-    Calls, CallsRow, ColdStart, Priming, PrimingMode, ProbeResult, Warm, this_command,
+    Calls, CallsRow, ColdStart, FreshProcess, FreshProcessRun, Warm, this_command,
 };
 use crate::runtime_api::{Invocation, PostKind, RuntimeApi};
 use crate::stack::{self, Stack};
@@ -191,21 +190,17 @@ pub async fn coldstart(
         .collect()
 }
 
-/// The `probe` subcommand, in a fresh process: build the client as the functions do, prime
-/// (or not), then time the first and second rate-limit writes.
-pub async fn probe(mode: Prime, key_prefix: &str) -> Result<ProbeResult, Error> {
+/// The `fresh-process-run` subcommand, in a fresh process: build the client as the functions
+/// do, then time the first and the second rate-limit write.
+pub async fn fresh_process_run(key_prefix: &str) -> Result<FreshProcessRun, Error> {
     let table = std::env::var("RATE_LIMIT_TABLE")?;
     let started = Instant::now();
     let client = stack::dynamodb().await?;
     let client_build_ms = ms(started.elapsed());
-    let primed = raw::prime(&client, &table, mode).await;
     let first = raw::fresh_write(&client, &table, &format!("{key_prefix}#1")).await;
     let second = raw::fresh_write(&client, &table, &format!("{key_prefix}#2")).await;
-    Ok(ProbeResult {
-        mode: mode.name().to_owned(),
+    Ok(FreshProcessRun {
         client_build_ms,
-        prime_ms: primed.as_ref().map(|p| p.ms),
-        prime_outcome: primed.map(|p| p.outcome),
         first_ms: first.ms,
         first_outcome: first.outcome,
         second_ms: second.ms,
@@ -213,68 +208,47 @@ pub async fn probe(mode: Prime, key_prefix: &str) -> Result<ProbeResult, Error> 
     })
 }
 
-/// Priming: `runs` fresh probe processes per mode, modes interleaved run by run so that
-/// machine noise spreads evenly over them.
-pub async fn priming(stack: &Stack, runs: usize) -> Result<Priming, Error> {
+/// The DynamoDB floor of a cold start: `runs` fresh processes of [`fresh_process_run`].
+pub async fn fresh_process(stack: &Stack, runs: usize) -> Result<FreshProcess, Error> {
     let exe = std::env::current_exe()?;
     // The predict function's environment, nothing else (certificates, profile files and
     // region are looked up exactly as in a function).
     let env = stack.function_env(Kind::Predict, "127.0.0.1:9");
-    let mut by_mode: BTreeMap<&'static str, Vec<ProbeResult>> = BTreeMap::new();
+    let mut results: Vec<FreshProcessRun> = Vec::new();
     for run in 0..runs {
-        for mode in Prime::ALL {
-            let output = tokio::task::spawn_blocking({
-                let (exe, env) = (exe.clone(), env.clone());
-                move || {
-                    std::process::Command::new(exe)
-                        .env_clear()
-                        .envs(env)
-                        .args(["probe", "--prime", mode.name(), "--key-prefix"])
-                        .arg(format!("bench#probe-{run}-{}", mode.name()))
-                        .output()
-                }
-            })
-            .await??;
-            if !output.status.success() {
-                return Err(format!(
-                    "probe {} failed: {}",
-                    mode.name(),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-                .into());
+        let output = tokio::task::spawn_blocking({
+            let (exe, env) = (exe.clone(), env.clone());
+            move || {
+                std::process::Command::new(exe)
+                    .env_clear()
+                    .envs(env)
+                    .args(["fresh-process-run", "--key-prefix"])
+                    .arg(format!("bench#fresh-{run}"))
+                    .output()
             }
-            let result: ProbeResult = serde_json::from_slice(&output.stdout)?;
-            if result.first_outcome != "ok" || result.second_outcome != "ok" {
-                return Err(format!("probe {} could not write: {result:?}", mode.name()).into());
-            }
-            by_mode.entry(mode.name()).or_default().push(result);
+        })
+        .await??;
+        if !output.status.success() {
+            return Err(format!(
+                "fresh process failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
         }
+        let result: FreshProcessRun = serde_json::from_slice(&output.stdout)?;
+        if result.first_outcome != "ok" || result.second_outcome != "ok" {
+            return Err(format!("fresh process could not write: {result:?}").into());
+        }
+        results.push(result);
         eprint!(".");
     }
     eprintln!();
-    let mut modes = Vec::new();
-    for mode in Prime::ALL {
-        let results = by_mode.remove(mode.name()).unwrap_or_default();
-        let pick = |f: fn(&ProbeResult) -> f64| results.iter().map(f).collect::<Vec<f64>>();
-        let primes: Vec<f64> = results.iter().filter_map(|r| r.prime_ms).collect();
-        let mut outcomes = BTreeMap::new();
-        for r in &results {
-            if let Some(o) = &r.prime_outcome {
-                *outcomes.entry(o.clone()).or_insert(0) += 1;
-            }
-        }
-        modes.push(PrimingMode {
-            mode: mode.name().to_owned(),
-            client_build_ms: summary(&pick(|r| r.client_build_ms))?,
-            prime_ms: Summary::of(&primes),
-            prime_outcomes: outcomes,
-            first_ms: summary(&pick(|r| r.first_ms))?,
-            second_ms: summary(&pick(|r| r.second_ms))?,
-        });
-    }
-    Ok(Priming {
+    let pick = |f: fn(&FreshProcessRun) -> f64| results.iter().map(f).collect::<Vec<f64>>();
+    Ok(FreshProcess {
         runs,
-        modes,
+        client_build_ms: summary(&pick(|r| r.client_build_ms))?,
+        first_ms: summary(&pick(|r| r.first_ms))?,
+        second_ms: summary(&pick(|r| r.second_ms))?,
         command: this_command(),
     })
 }
