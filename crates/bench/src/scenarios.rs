@@ -480,19 +480,236 @@ pub async fn warm_token(
     })
 }
 
-/// One step of the calls scenario.
+/// The instances of the calls scenario: two predict instances sharing the table, as two
+/// Lambda instances do, and the token function.
+#[derive(Debug, Clone, Copy)]
+enum Instance {
+    A,
+    B,
+    Token,
+}
+
+impl Instance {
+    /// Spawn order, which is also each instance's index.
+    const ALL: [Instance; 3] = [Self::A, Self::B, Self::Token];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name in the report.
+    fn name(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::Token => "token",
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Self::A | Self::B => Kind::Predict,
+            Self::Token => Kind::Token,
+        }
+    }
+
+    /// The label of its logs.
+    fn label(self) -> &'static str {
+        match self {
+            Self::A => "calls-predict-a",
+            Self::B => "calls-predict-b",
+            Self::Token => "calls-token",
+        }
+    }
+}
+
+/// One request of the calls scenario and the DynamoDB calls it should make.
 struct Step {
-    instance: usize,
+    instance: Instance,
     case: &'static str,
     event: Vec<u8>,
     expected_calls: u64,
     expected: &'static str,
+    /// A row of the report; the other steps only set the stage for the next ones.
     report: bool,
 }
 
-/// DynamoDB calls per request, counted by a proxy in front of DynamoDB Local. Two predict
-/// instances (A and B) share the table, as two Lambda instances do; a strict policy (quota 1
-/// per minute, burst 3) keeps every bucket full for the few milliseconds the steps take.
+impl Step {
+    fn new(
+        instance: Instance,
+        case: &'static str,
+        event: Vec<u8>,
+        expected_calls: u64,
+        expected: &'static str,
+    ) -> Self {
+        Self {
+            instance,
+            case,
+            event,
+            expected_calls,
+            expected,
+            report: true,
+        }
+    }
+
+    /// One request on instance A that fills part of another key's burst.
+    fn fill(event: Vec<u8>) -> Self {
+        Self {
+            report: false,
+            ..Self::new(Instance::A, "(fill another key's burst)", event, 1, "1")
+        }
+    }
+}
+
+/// The requests, in order: each relies on what the previous ones left behind (a key an
+/// instance remembers, a full burst). Source IPs are rate-limit keys: `one` is admitted
+/// three times, `two` has its burst filled and is then refused, `three` sends an oversized
+/// batch, `four` the rest (an invalid token, `/health`, a token request).
+fn calls_steps(stack: &Stack, token: &str) -> Vec<Step> {
+    use Instance::{A, B};
+    let ip = |i| events::ip(PHASE_CALLS, i);
+    let (one, two, three, four) = (ip(1), ip(2), ip(3), ip(4));
+    vec![
+        Step::new(
+            A,
+            "admitted: key new to every instance",
+            events::predict(token, &one, 1),
+            1,
+            "1 UpdateItem (FRESH)",
+        ),
+        Step::new(
+            A,
+            "admitted: busy key this instance remembers",
+            events::predict(token, &one, 2),
+            1,
+            "1 UpdateItem (EXTEND)",
+        ),
+        Step::new(
+            B,
+            "admitted: busy key new to this instance",
+            events::predict(token, &one, 3),
+            2,
+            "2 UpdateItem (FRESH fails, EXTEND)",
+        ),
+        Step::fill(events::predict(token, &two, 4)),
+        Step::fill(events::predict(token, &two, 5)),
+        Step::fill(events::predict(token, &two, 6)),
+        Step::new(
+            B,
+            "refused: by DynamoDB (key new to this instance)",
+            events::predict(token, &two, 7),
+            1,
+            "1 UpdateItem, condition fails (ALL_OLD → refuse)",
+        ),
+        Step::new(
+            B,
+            "refused again: same instance, before Retry-After",
+            events::predict(token, &two, 8),
+            0,
+            "0 (from memory)",
+        ),
+        Step::new(
+            A,
+            "refused: instance that filled the burst itself",
+            events::predict(token, &two, 9),
+            0,
+            "0 (from memory)",
+        ),
+        Step::new(
+            A,
+            "refused: batch of 4 rows > burst 3",
+            events::batch(token, &three, 10, 4),
+            0,
+            "0 (can never fit)",
+        ),
+        Step::new(
+            A,
+            "rejected: invalid token (401)",
+            events::predict_bad_token(&four, 11),
+            0,
+            "0 (auth before limit)",
+        ),
+        Step::new(A, "GET /health", events::health(&four, 12), 0, "0"),
+        Step::new(
+            Instance::Token,
+            "POST /token: issued",
+            events::token(&stack.client_id, &stack.client_secret, &four, 13),
+            2,
+            "1 UpdateItem + 1 GetItem",
+        ),
+    ]
+}
+
+/// A function process under its own Runtime API (the process first: it dies before its API).
+struct Running {
+    process: FunctionProcess,
+    api: RuntimeApi,
+}
+
+/// Starts every [`Instance`] with its DynamoDB calls going through `proxy` and a strict
+/// policy for predict (quota 1 per minute, burst 3), which keeps every bucket full for the
+/// few milliseconds the steps take.
+async fn spawn_instances(
+    stack: &Stack,
+    predict: &Path,
+    token_binary: &Path,
+    proxy: &CountingProxy,
+    logs: &Path,
+) -> Result<Vec<Running>, Error> {
+    let overrides = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()),
+        ("PREDICT_RATE_PER_MINUTE", "1".to_owned()),
+        ("PREDICT_BURST", "3".to_owned()),
+    ];
+    let mut running = Vec::new();
+    for instance in Instance::ALL {
+        let kind = instance.kind();
+        let binary = if kind == Kind::Predict {
+            predict
+        } else {
+            token_binary
+        };
+        let api = RuntimeApi::start(kind.name()).await?;
+        let process = FunctionProcess::spawn(
+            kind,
+            binary,
+            stack,
+            &api,
+            logs,
+            instance.label(),
+            &overrides,
+        )?;
+        running.push(Running { process, api });
+    }
+    Ok(running)
+}
+
+/// Sends `step` to its instance and counts the DynamoDB calls the proxy saw meanwhile; the
+/// report's row when the step is one.
+async fn run_step(
+    running: &mut [Running],
+    proxy: &CountingProxy,
+    step: Step,
+) -> Result<Option<CallsRow>, Error> {
+    let before: Counts = proxy.counts();
+    let Running { process, api } = &mut running[step.instance.index()];
+    let invocation = match api.invoke(step.event, STEP_TIMEOUT).await {
+        Ok(inv) => inv,
+        Err(error) => return Err(process.explain(error)),
+    };
+    let counts = proxy.counts().since(&before);
+    Ok(step.report.then(|| CallsRow {
+        case: step.case.to_owned(),
+        instance: step.instance.name().to_owned(),
+        status: invocation.status(),
+        counts,
+        expected_calls: step.expected_calls,
+        expected: step.expected.to_owned(),
+    }))
+}
+
+/// DynamoDB calls per request, counted by a proxy in front of DynamoDB Local, over the
+/// requests of [`calls_steps`] sent to the instances of [`Instance`].
 pub async fn calls(
     stack: &Stack,
     predict: &Path,
@@ -501,154 +718,12 @@ pub async fn calls(
 ) -> Result<Calls, Error> {
     let proxy = CountingProxy::start(&stack.endpoint).await?;
     let token = stack.mint_token()?;
-    let overrides = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()),
-        ("PREDICT_RATE_PER_MINUTE", "1".to_owned()),
-        ("PREDICT_BURST", "3".to_owned()),
-    ];
-    let mut apis = Vec::new();
-    let mut processes = Vec::new();
-    for (kind, binary, label) in [
-        (Kind::Predict, predict, "calls-predict-a"),
-        (Kind::Predict, predict, "calls-predict-b"),
-        (Kind::Token, token_binary, "calls-token"),
-    ] {
-        let api = RuntimeApi::start(kind.name()).await?;
-        processes.push(FunctionProcess::spawn(
-            kind, binary, stack, &api, logs, label, &overrides,
-        )?);
-        apis.push(api);
-    }
-    let names = ["A", "B", "token"];
-    let ip = |i| events::ip(PHASE_CALLS, i);
-    let (one, two, three, four) = (ip(1), ip(2), ip(3), ip(4));
-    let steps = vec![
-        Step {
-            instance: 0,
-            case: "admitted: key new to every instance",
-            event: events::predict(&token, &one, 1),
-            expected_calls: 1,
-            expected: "1 UpdateItem (FRESH)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "admitted: busy key this instance remembers",
-            event: events::predict(&token, &one, 2),
-            expected_calls: 1,
-            expected: "1 UpdateItem (EXTEND)",
-            report: true,
-        },
-        Step {
-            instance: 1,
-            case: "admitted: busy key new to this instance",
-            event: events::predict(&token, &one, 3),
-            expected_calls: 2,
-            expected: "2 UpdateItem (FRESH fails, EXTEND)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 4),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 5),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 6),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 1,
-            case: "refused: by DynamoDB (key new to this instance)",
-            event: events::predict(&token, &two, 7),
-            expected_calls: 1,
-            expected: "1 UpdateItem, condition fails (ALL_OLD → refuse)",
-            report: true,
-        },
-        Step {
-            instance: 1,
-            case: "refused again: same instance, before Retry-After",
-            event: events::predict(&token, &two, 8),
-            expected_calls: 0,
-            expected: "0 (from memory)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "refused: instance that filled the burst itself",
-            event: events::predict(&token, &two, 9),
-            expected_calls: 0,
-            expected: "0 (from memory)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "refused: batch of 4 rows > burst 3",
-            event: events::batch(&token, &three, 10, 4),
-            expected_calls: 0,
-            expected: "0 (can never fit)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "rejected: invalid token (401)",
-            event: events::predict_bad_token(&four, 11),
-            expected_calls: 0,
-            expected: "0 (auth before limit)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "GET /health",
-            event: events::health(&four, 12),
-            expected_calls: 0,
-            expected: "0",
-            report: true,
-        },
-        Step {
-            instance: 2,
-            case: "POST /token: issued",
-            event: events::token(&stack.client_id, &stack.client_secret, &four, 13),
-            expected_calls: 2,
-            expected: "1 UpdateItem + 1 GetItem",
-            report: true,
-        },
-    ];
+    let mut running = spawn_instances(stack, predict, token_binary, &proxy, logs).await?;
     let mut rows = Vec::new();
-    for step in steps {
-        let before: Counts = proxy.counts();
-        let api = &mut apis[step.instance];
-        let invocation = match api.invoke(step.event, STEP_TIMEOUT).await {
-            Ok(inv) => inv,
-            Err(error) => return Err(processes[step.instance].explain(error)),
-        };
-        let counts = proxy.counts().since(&before);
-        if step.report {
-            rows.push(CallsRow {
-                case: step.case.to_owned(),
-                instance: names[step.instance].to_owned(),
-                status: invocation.status(),
-                counts,
-                expected_calls: step.expected_calls,
-                expected: step.expected.to_owned(),
-            });
-        }
+    for step in calls_steps(stack, &token) {
+        rows.extend(run_step(&mut running, &proxy, step).await?);
     }
-    for process in processes {
+    for Running { process, .. } in running {
         process.stop();
     }
     Ok(Calls {
