@@ -27,7 +27,8 @@ const CW_LOGS_GB: f64 = 0.50;
 const SECRETS_10K: f64 = 0.05;
 /// The template's `MemorySize`.
 const MEMORY_GB: f64 = 128.0 / 1024.0;
-/// Assumed share of invocations that are cold starts.
+/// Assumed share of invocations that are cold starts: AWS reports well under 1 % for steady
+/// traffic, so 1 % is deliberately pessimistic.
 const COLD_SHARE: f64 = 0.01;
 /// One API Gateway access-log line in the template's `AccessLogSettings.Format`, with
 /// typical values (the log group is ours, so its ingestion is ours too).
@@ -143,12 +144,11 @@ fn details(cost: &Cost) -> String {
     let _ = writeln!(out, "\n## Cost per million predictions\n");
     let _ = writeln!(
         out,
-        "Prices: {PRICES_AS_OF}. Assumptions: {:.0} % of invocations are cold starts (AWS \
-         reports well under 1 % for steady traffic; 1 % is deliberately pessimistic); every \
-         prediction is a single-row `POST /predict` that is admitted; durations are this \
-         machine's x86 figures against DynamoDB Local (on arm64 at 128 MB with a real network \
-         hop they are longer: each extra 10 ms of mean billed duration adds ${:.4} per million); \
-         token requests, data transfer and the tables' storage are not included.\n",
+        "Prices: {PRICES_AS_OF}. Assumptions: {:.0} % of invocations are cold starts; every \
+         prediction is a single-row `POST /predict` that is admitted; durations are this run's \
+         x86 figures against DynamoDB Local, and each extra 10 ms of mean billed duration would \
+         add ${:.4} per million; token requests, data transfer and the tables' storage are not \
+         included.\n",
         COLD_SHARE * 100.0,
         1e6 * 0.010 * MEMORY_GB * LAMBDA_ARM_GB_S
     );

@@ -122,7 +122,7 @@ pub(super) fn section(inputs: &Inputs<'_>) -> Section {
     let details = if rows.is_empty() {
         String::new()
     } else {
-        details(&rows)
+        details(&rows, &core, &handler)
     };
     Section { rows, details }
 }
@@ -222,19 +222,17 @@ fn handler_benches(
     ]
 }
 
-fn details(rows: &[Row]) -> String {
+fn details(rows: &[Row], core: &str, handler: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n## CPU path (criterion)\n");
     let _ = writeln!(
         out,
-        "criterion, `--warm-up-time 1 --measurement-time 3`; medians with the range of the \
-         samples' per-iteration means. The handler benches run the real `handler::handle` of the \
-         predict function with its `UpdateItem` answered instantly by `aws-smithy-mocks` (the \
-         SDK's request pipeline still runs), the template's default policy, and no log \
-         subscriber unless stated. The floor of the whole path is the sum of its parts \
-         measured alone: token check, body validation, inference and the (mocked) SDK call. \
-         The mock answers in the SDK's orchestrator, so serialization, signing, endpoint \
-         resolution and retry bookkeeping still run, as they do for every real call.\n"
+        "criterion ({core}; {handler}); medians with the range of the samples' per-iteration \
+         means. The handler benches run the predict function's `handler::handle` with the \
+         template's default policy, its `UpdateItem` answered by `aws-smithy-mocks` inside the \
+         SDK (serialization, signing, endpoint resolution and retry bookkeeping still run), and \
+         no log subscriber unless stated. The floor of the whole path is the sum of its parts \
+         measured alone: JWT verify, body parse, inference and the mocked SDK call.\n"
     );
     let _ = writeln!(
         out,

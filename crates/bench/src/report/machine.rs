@@ -1,4 +1,10 @@
 //! The machine the run measured on, and how the functions ran there.
+//!
+//! The conditions differ from AWS in ways that move the figures, which is why the section
+//! states them: on arm64 at 128 MB (about 1/14 of a vCPU) the CPU-bound parts run several
+//! times slower than on a full x86 core; the DynamoDB round trip is a network hop with TLS
+//! instead of plain HTTP on loopback, so a process's first call also pays a handshake; and
+//! `cargo lambda` builds with `panic = "abort"`, the host release build does not.
 
 use std::fmt::Write as _;
 
@@ -28,11 +34,9 @@ pub fn write(out: &mut String, build: &str) {
     let _ = writeln!(
         out,
         "\nFunctions ran as **x86_64 host release builds** (`{build}`) under the harness's Runtime API, \
-         against DynamoDB Local (in-memory, Java) on the same two cores. **The deployed build is arm64** \
-         (Graviton, `provided.al2023`, 128 MB ≈ 1/14 of a vCPU), where the CPU-bound parts run \
-         several times slower and the DynamoDB round trip is a network hop with TLS instead of \
-         loopback (and `cargo lambda` builds with `panic = \"abort\"`); the zip sizes below are \
-         of the real arm64 artifacts.\n"
+         without a CPU quota, against DynamoDB Local (in-memory, Java) over plain HTTP on loopback \
+         on the same machine. The deployed functions are **arm64** builds at 128 MB (about 1/14 of \
+         a vCPU) reaching DynamoDB over TLS; only the zip sizes below are of those arm64 artifacts.\n"
     );
 }
 
