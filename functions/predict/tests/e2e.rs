@@ -458,9 +458,6 @@ mod rate_limits {
     }
 }
 
-/// DynamoDB Local frozen mid-run (SIGSTOP: it accepts connections and never answers, the worst
-/// case for latency) and resumed. Run alone by `make test`'s fault stage, never beside other
-/// tests: every request to the stack fails while DynamoDB is stopped.
 mod rejected_requests {
     //! A source whose requests keep being rejected is answered 429 from the instance's memory;
     //! other sources are not.
@@ -594,6 +591,9 @@ mod key_revocation {
     }
 }
 
+/// DynamoDB Local frozen mid-run (SIGSTOP: it accepts connections and never answers, the worst
+/// case for latency) and resumed. Run alone by `make test`'s fault stage, never beside other
+/// tests: every request to the stack fails while DynamoDB is stopped.
 mod fault_injection {
     use super::*;
     use std::time::{Duration, Instant};
