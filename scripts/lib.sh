@@ -279,7 +279,6 @@ export_stack_env() {
     export RATE_LIMIT_TABLE="$3"
     export CLIENTS_TABLE="$4"
     export SIGNING_KEYS_FILE="$5/signing-keys.json"
-    export JWKS_FILE="$5/jwks.json"
     export TOKEN_ISSUER="http://127.0.0.1:$2/lambda-url/token"
     export TOKEN_AUDIENCE="secure-ml-api"
     export TOKEN_LIFETIME_SECONDS="900"
@@ -307,7 +306,8 @@ write_function_env() {
     done
 }
 
-# generate_keys [ADMIN...]: `admin keys generate` into $SIGNING_KEYS_FILE and $JWKS_FILE (exported).
+# generate_keys [ADMIN...]: `admin keys generate`: the private set into $SIGNING_KEYS_FILE
+# (exported), the public JWKS into the `jwks` item of $RATE_LIMIT_TABLE.
 # ADMIN defaults to `cargo run -q -p admin --`; test.sh passes the binary it has just built.
 # shellcheck disable=SC2120 # the admin command is optional
 generate_keys() {
@@ -315,8 +315,8 @@ generate_keys() {
     [[ ${#admin[@]} -gt 0 ]] || admin=(cargo run -q -p admin --)
     run_step env -C "$SMLA_ROOT" "${admin[@]}" keys generate ||
         die "'${admin[*]} keys generate' failed (is the admin CLI built and complete?)"
-    [[ -s "$SIGNING_KEYS_FILE" && -s "$JWKS_FILE" ]] ||
-        die "'admin keys generate' did not write both $SIGNING_KEYS_FILE and $JWKS_FILE"
+    [[ -s "$SIGNING_KEYS_FILE" ]] ||
+        die "'admin keys generate' did not write $SIGNING_KEYS_FILE"
     chmod 600 "$SIGNING_KEYS_FILE"
 }
 

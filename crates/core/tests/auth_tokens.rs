@@ -722,7 +722,13 @@ mod rotation {
             audience: AUD.into(),
             jwks: JwksSource::File(dir.join("jwks.json")),
         };
-        let verifier = Verifier::load(config, &aws_config::SdkConfig::builder().build())
+        // A file source needs no AWS client; this one is never called.
+        let unused = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+        );
+        let verifier = Verifier::load(config, &unused)
             .await
             .unwrap()
             .with_reload_interval(interval);
