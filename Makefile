@@ -7,7 +7,7 @@ export TOOLS_DIR
 CARGO_LAMBDA := $(TOOLS_DIR)/venv/bin/cargo-lambda
 
 .DEFAULT_GOAL := help
-.PHONY: help tools tools-deploy dev test fmt lint train build clean-local
+.PHONY: help tools tools-deploy dev test fmt lint train import-model build clean-local
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -46,6 +46,10 @@ train: ## Train into model-artifacts/ (deterministic): Iris, or DATA=x.csv TARGE
 	cargo run -p tree-model --bin train --release -- --data "$(DATA)" --target "$(TARGET)" \
 		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(TRAIN_DEFAULTS) $(TRAIN_ARGS)
 
+import-model: ## Import an ONNX tree ensemble: ONNX=model.onnx [NAME= VERSION= FEATURES=reference.csv]
+	@test -n "$(ONNX)" || { echo "make import-model: ONNX=<path/to/model.onnx> is required" >&2; exit 2; }
+	cargo run -p model-import --bin import-model --release -- --onnx "$(ONNX)" \
+		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(if $(FEATURES),--features "$(FEATURES)")
 
 build: tools ## Cross-compile both functions for Lambda (arm64, release) into target/lambda/
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
