@@ -35,8 +35,9 @@
 //! `next`, false child at `next + 1`), so one index is enough and a tree's nodes are laid out
 //! breadth-first, which keeps the top levels every row visits in a few cache lines. A leaf's
 //! `next` points into one shared weight array. When every branch of the ensemble has the same
-//! mode and none tracks missing values to the true side (the usual case), the walk is a
-//! monomorphised loop without a mode dispatch. The batch path is tree-major: one tree is walked
+//! mode (the usual case: `<=` for scikit-learn and LightGBM, `<` for XGBoost), the walk is a
+//! monomorphised loop without a mode dispatch, and without the NaN test when no branch tracks
+//! missing values. The batch path is tree-major: one tree is walked
 //! for every row of the batch before the next tree, so its nodes stay in cache.
 //!
 //! # Validation
@@ -256,8 +257,11 @@ pub struct Ensemble {
     n_outputs: usize,
     /// Values per row in the result: classes for a classifier, 1 for regression.
     width: usize,
-    /// The one mode every branch uses, when there is one and no branch sends NaN to the true side.
-    uniform_mode: Option<Mode>,
+    /// The one mode every branch uses, when there is one, and whether any branch sends NaN to
+    /// the true side.
+    uniform_mode: Option<(Mode, bool)>,
+    /// Whether every tree is shallow enough for lockstep walks (see [`LOCKSTEP_MAX_DEPTH`]).
+    lockstep: bool,
 }
 
 /// The answer for one row.
@@ -307,6 +311,7 @@ pub struct Scratch {
     scores: Vec<f64>,
     present: Vec<bool>,
     row: Vec<f64>,
+    leaves: Vec<Node>,
 }
 
 /// Results of [`Ensemble::predict_batch_into`], reusable across batches.
@@ -319,6 +324,7 @@ pub struct Batch {
     present: Vec<bool>,
     classes: Vec<usize>,
     rows: Vec<f64>,
+    leaves: Vec<Node>,
 }
 
 impl Batch {
@@ -361,12 +367,156 @@ impl Batch {
     }
 }
 
+/// Trees walked side by side: enough independent load chains to hide cache latency.
+const LANES: usize = 8;
+
+/// The comparison a branch makes, chosen once per call so the walk loop is monomorphised.
+trait Rule: Copy {
+    /// Whether `node` sends `x` to its true child.
+    fn go_true(self, node: Node, x: f64) -> bool;
+}
+
+/// Every branch has the same mode, compared by `C`; `MISSING`: some branch sends NaN to true.
+#[derive(Clone, Copy)]
+struct Uniform<C, const MISSING: bool>(C);
+
+impl<C: Fn(f64, f64) -> bool + Copy, const MISSING: bool> Rule for Uniform<C, MISSING> {
+    #[inline(always)]
+    fn go_true(self, node: Node, x: f64) -> bool {
+        // Without MISSING no branch tracks NaN: `C` alone is the rule (NaN compares false, and
+        // `!=` is true for NaN anyway).
+        (self.0)(x, node.threshold) || (MISSING && node.word & MISSING_BIT != 0 && x.is_nan())
+    }
+}
+
+/// Mixed modes: the mode is read from each node.
+#[derive(Clone, Copy)]
+struct General;
+
+impl Rule for General {
+    #[inline(always)]
+    fn go_true(self, node: Node, x: f64) -> bool {
+        let t = node.threshold;
+        (match (node.word >> MODE_SHIFT) & 0b111 {
+            0 => x <= t,
+            1 => x < t,
+            2 => x >= t,
+            3 => x > t,
+            4 => x == t,
+            _ => x != t,
+        }) || (node.word & MISSING_BIT != 0 && x.is_nan())
+    }
+}
+
+/// Calls `$self.$method(rule, args...)` with the rule for the ensemble's branches.
+macro_rules! dispatch {
+    ($self:ident, $method:ident ( $($arg:expr),* )) => {
+        match $self.uniform_mode {
+            Some((Mode::Leq, false)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x <= t), $($arg),*),
+            Some((Mode::Leq, true)) => $self.$method(Uniform::<_, true>(|x: f64, t: f64| x <= t), $($arg),*),
+            Some((Mode::Lt, false)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x < t), $($arg),*),
+            Some((Mode::Lt, true)) => $self.$method(Uniform::<_, true>(|x: f64, t: f64| x < t), $($arg),*),
+            Some((Mode::Gte, false)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x >= t), $($arg),*),
+            Some((Mode::Gte, true)) => $self.$method(Uniform::<_, true>(|x: f64, t: f64| x >= t), $($arg),*),
+            Some((Mode::Gt, false)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x > t), $($arg),*),
+            Some((Mode::Gt, true)) => $self.$method(Uniform::<_, true>(|x: f64, t: f64| x > t), $($arg),*),
+            Some((Mode::Eq, false)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x == t), $($arg),*),
+            Some((Mode::Eq, true)) => $self.$method(Uniform::<_, true>(|x: f64, t: f64| x == t), $($arg),*),
+            Some((Mode::Neq, _)) => $self.$method(Uniform::<_, false>(|x: f64, t: f64| x != t), $($arg),*),
+            None => $self.$method(General, $($arg),*),
+        }
+    };
+}
+
+/// A placeholder node (a leaf with no weights) for lanes and leaf buffers.
+const EMPTY: Node = Node {
+    threshold: 0.0,
+    word: LEAF_BIT,
+    next: 0,
+};
+
+/// Walks every job `(start node, row, tag)` to its leaf and reports `on_leaf(tag, leaf)`, with
+/// [`LANES`] walks interleaved: each pass moves every live lane one level down, and a lane that
+/// reaches its leaf takes the next job at once. A tree walk is a chain of dependent loads;
+/// several independent chains in flight hide most of the cache latency, and refilling lanes
+/// keeps them busy when trees (or rows' paths) differ in depth. Leaves may be reported out of
+/// job order.
+#[inline(always)]
+fn walk_queue<'r, R: Rule>(
+    nodes: &[Node],
+    rule: R,
+    mut jobs: impl Iterator<Item = (u32, &'r [f64], usize)>,
+    mut on_leaf: impl FnMut(usize, Node),
+) {
+    let mut node = [EMPTY; LANES];
+    let mut row: [&[f64]; LANES] = [&[]; LANES];
+    let mut tag = [0usize; LANES];
+    let mut live = 0;
+    while live < LANES {
+        let Some((start, r, t)) = jobs.next() else {
+            break;
+        };
+        (node[live], row[live], tag[live]) = (nodes[start as usize], r, t);
+        live += 1;
+    }
+    while live > 0 {
+        let mut lane = 0;
+        while lane < live {
+            let current = node[lane];
+            if current.is_leaf() {
+                on_leaf(tag[lane], current);
+                if let Some((start, r, t)) = jobs.next() {
+                    (node[lane], row[lane], tag[lane]) = (nodes[start as usize], r, t);
+                    lane += 1;
+                } else {
+                    // Retire the lane: the last live lane takes its place (and is looked at next).
+                    live -= 1;
+                    (node[lane], row[lane], tag[lane]) = (node[live], row[live], tag[live]);
+                }
+            } else {
+                let go_true = rule.go_true(current, row[lane][current.feature()]);
+                node[lane] = nodes[current.next as usize + usize::from(!go_true)];
+                lane += 1;
+            }
+        }
+    }
+}
+
+/// Walks `L` jobs in lockstep (lane `l`: `starts[l]` on `rows[l]`) and returns their leaves in
+/// lane order. Cheaper per step than [`walk_queue`] when the trees are shallow and balanced (a
+/// boosted ensemble of fixed depth), where lanes finish together.
+#[inline(always)]
+fn walk_lockstep<R: Rule, const L: usize>(
+    nodes: &[Node],
+    rule: R,
+    starts: [u32; L],
+    rows: [&[f64]; L],
+) -> [Node; L] {
+    let mut current = starts.map(|start| nodes[start as usize]);
+    loop {
+        let mut moved = false;
+        for (node, row) in current.iter_mut().zip(rows) {
+            if !node.is_leaf() {
+                let go_true = rule.go_true(*node, row[node.feature()]);
+                *node = nodes[node.next as usize + usize::from(!go_true)];
+                moved = true;
+            }
+        }
+        if !moved {
+            return current;
+        }
+    }
+}
+
+/// Trees at most this deep are walked in lockstep, deeper ones through the lane queue.
+const LOCKSTEP_MAX_DEPTH: usize = 12;
+
 impl Ensemble {
     /// Validates `spec` and compiles it for prediction.
     pub fn new(spec: EnsembleSpec) -> Result<Ensemble, ModelError> {
         let shape = check_header(&spec)?;
         let total = check_trees(&spec, shape.n_outputs)?;
-        let (nodes, roots, weights) = compile(&spec, total);
+        let (nodes, roots, weights, depth) = compile(&spec, total);
         let uniform_mode = uniform_mode(&spec);
         Ok(Ensemble {
             spec,
@@ -376,6 +526,7 @@ impl Ensemble {
             n_outputs: shape.n_outputs,
             width: shape.width,
             uniform_mode,
+            lockstep: depth <= LOCKSTEP_MAX_DEPTH,
         })
     }
 
@@ -468,6 +619,7 @@ impl Ensemble {
             scores: vec![0.0; self.width.max(self.n_outputs)],
             present: vec![false; self.n_outputs],
             row: vec![0.0; self.n_features()],
+            leaves: vec![EMPTY; self.roots.len()],
         }
     }
 
@@ -480,7 +632,9 @@ impl Ensemble {
     pub fn predict_into<'s>(&self, row: &[f64], scratch: &'s mut Scratch) -> Outcome<'s> {
         assert_eq!(row.len(), self.n_features(), "one value per feature");
         assert!(
-            scratch.row.len() == self.n_features() && scratch.present.len() == self.n_outputs,
+            scratch.row.len() == self.n_features()
+                && scratch.present.len() == self.n_outputs
+                && scratch.leaves.len() == self.roots.len(),
             "a scratch made by this ensemble"
         );
         let row: &[f64] = match self.spec.precision {
@@ -496,8 +650,9 @@ impl Ensemble {
         let present = &mut scratch.present[..];
         scores.fill(0.0);
         present.fill(false);
-        for &root in &self.roots {
-            let leaf = self.leaf(root, row);
+        let leaves = &mut scratch.leaves[..];
+        dispatch!(self, walk_row(row, leaves));
+        for &leaf in leaves.iter() {
             self.accumulate(leaf, scores, present);
         }
         self.finish(scores, present)
@@ -534,23 +689,17 @@ impl Ensemble {
         out.present.resize(n_rows * self.n_outputs, false);
         out.classes.clear();
         out.classes.resize(n_rows, 0);
+        let mut rounded = std::mem::take(&mut out.rows);
         let rows: &[f64] = match self.spec.precision {
             Precision::F64 => rows,
             Precision::F32 => {
-                out.rows.clear();
-                out.rows.extend(rows.iter().map(|&x| round_f32(x)));
-                &out.rows
+                rounded.clear();
+                rounded.extend(rows.iter().map(|&x| round_f32(x)));
+                &rounded
             }
         };
-        for &root in &self.roots {
-            for (index, row) in rows.chunks_exact(n_features).enumerate() {
-                let leaf = self.leaf(root, row);
-                let scores = &mut out.scores[index * stride..index * stride + self.n_outputs];
-                let present =
-                    &mut out.present[index * self.n_outputs..(index + 1) * self.n_outputs];
-                self.accumulate(leaf, scores, present);
-            }
-        }
+        dispatch!(self, walk_batch(rows, out));
+        out.rows = rounded;
         for index in 0..n_rows {
             let scores = &mut out.scores[index * stride..(index + 1) * stride];
             let present = &mut out.present[index * self.n_outputs..(index + 1) * self.n_outputs];
@@ -562,18 +711,83 @@ impl Ensemble {
         out.width = stride;
     }
 
-    /// Walks one tree to its leaf.
+    /// Every tree for one row, [`LANES`] walks in flight at a time (see [`walk_queue`]); the
+    /// leaves land in `leaves` in tree order, so the caller sums them as a plain loop would.
     #[inline(always)]
-    fn leaf(&self, root: u32, row: &[f64]) -> Node {
-        match self.uniform_mode {
-            Some(Mode::Leq) => walk_uniform(&self.nodes, root, row, |x, t| x <= t),
-            Some(Mode::Lt) => walk_uniform(&self.nodes, root, row, |x, t| x < t),
-            Some(Mode::Gte) => walk_uniform(&self.nodes, root, row, |x, t| x >= t),
-            Some(Mode::Gt) => walk_uniform(&self.nodes, root, row, |x, t| x > t),
-            Some(Mode::Eq) => walk_uniform(&self.nodes, root, row, |x, t| x == t),
-            Some(Mode::Neq) => walk_uniform(&self.nodes, root, row, |x, t| x != t),
-            None => walk_general(&self.nodes, root, row),
+    fn walk_row<R: Rule>(&self, rule: R, row: &[f64], leaves: &mut [Node]) {
+        if self.lockstep {
+            let mut roots = self.roots.chunks_exact(LANES);
+            let mut slots = leaves.chunks_exact_mut(LANES);
+            for (roots, slots) in (&mut roots).zip(&mut slots) {
+                let mut starts = [0u32; LANES];
+                starts.copy_from_slice(roots);
+                slots.copy_from_slice(&walk_lockstep(&self.nodes, rule, starts, [row; LANES]));
+            }
+            for (&root, slot) in roots.remainder().iter().zip(slots.into_remainder()) {
+                *slot = walk_lockstep(&self.nodes, rule, [root], [row])[0];
+            }
+            return;
         }
+        let jobs = self
+            .roots
+            .iter()
+            .enumerate()
+            .map(|(tree, &root)| (root, row, tree));
+        walk_queue(&self.nodes, rule, jobs, |tree, leaf| leaves[tree] = leaf);
+    }
+
+    /// Every row of a batch. Shallow trees (lockstep): one tree for every row before the next
+    /// tree (tree-major: the tree stays in cache across rows), [`LANES`] rows in flight. Deep
+    /// trees: row by row, [`LANES`] trees in flight. Either way each row receives its leaves in
+    /// tree order, so its sums equal the row path's bit for bit.
+    #[inline(always)]
+    fn walk_batch<R: Rule>(&self, rule: R, rows: &[f64], out: &mut Batch) {
+        let n_features = self.n_features();
+        let stride = out.width;
+        let n_outputs = self.n_outputs;
+        let (scores, present) = (&mut out.scores, &mut out.present);
+        let mut add = |index: usize, leaf: Node| {
+            self.accumulate(
+                leaf,
+                &mut scores[index * stride..index * stride + n_outputs],
+                &mut present[index * n_outputs..(index + 1) * n_outputs],
+            );
+        };
+        if self.lockstep {
+            for &root in &self.roots {
+                let mut groups = rows.chunks_exact(n_features * LANES);
+                let mut first = 0;
+                for group in &mut groups {
+                    let lanes: [&[f64]; LANES] =
+                        std::array::from_fn(|l| &group[l * n_features..(l + 1) * n_features]);
+                    let leaves = walk_lockstep(&self.nodes, rule, [root; LANES], lanes);
+                    for (l, leaf) in leaves.into_iter().enumerate() {
+                        add(first + l, leaf);
+                    }
+                    first += LANES;
+                }
+                for (l, row) in groups.remainder().chunks_exact(n_features).enumerate() {
+                    add(
+                        first + l,
+                        walk_lockstep(&self.nodes, rule, [root], [row])[0],
+                    );
+                }
+            }
+            return;
+        }
+        // Deep trees: row by row through the lane queue, which keeps walks of different trees in
+        // flight. Measured on a 100-tree scikit-learn forest (depth ~25), this beats the
+        // tree-major order, whose rows share only the top levels of each tree.
+        let mut leaves = std::mem::take(&mut out.leaves);
+        leaves.clear();
+        leaves.resize(self.roots.len(), EMPTY);
+        for (index, row) in rows.chunks_exact(n_features).enumerate() {
+            self.walk_row(rule, row, &mut leaves);
+            for &leaf in &leaves {
+                add(index, leaf);
+            }
+        }
+        out.leaves = leaves;
     }
 
     #[inline(always)]
@@ -660,38 +874,6 @@ impl Ensemble {
             }
         }
     }
-}
-
-/// A monomorphised walk for ensembles whose branches all use one comparison and never send a
-/// NaN to the true side (`cmp` is then exactly the branch rule, NaN included).
-#[inline(always)]
-fn walk_uniform(nodes: &[Node], root: u32, row: &[f64], cmp: impl Fn(f64, f64) -> bool) -> Node {
-    let mut node = nodes[root as usize];
-    while !node.is_leaf() {
-        let go_true = cmp(row[node.feature()], node.threshold);
-        node = nodes[node.next as usize + usize::from(!go_true)];
-    }
-    node
-}
-
-/// The walk for mixed modes or missing-value tracking.
-#[inline(always)]
-fn walk_general(nodes: &[Node], root: u32, row: &[f64]) -> Node {
-    let mut node = nodes[root as usize];
-    while !node.is_leaf() {
-        let x = row[node.feature()];
-        let t = node.threshold;
-        let go_true = match (node.word >> MODE_SHIFT) & 0b111 {
-            0 => x <= t,
-            1 => x < t,
-            2 => x >= t,
-            3 => x > t,
-            4 => x == t,
-            _ => x != t,
-        } || (node.word & MISSING_BIT != 0 && x.is_nan());
-        node = nodes[node.next as usize + usize::from(!go_true)];
-    }
-    node
 }
 
 /// `x` rounded to the nearest `f32` (NaN stays NaN), as a cast to float32 does.
@@ -980,8 +1162,10 @@ fn check_trees(spec: &EnsembleSpec, n_outputs: usize) -> Result<usize, ModelErro
     Ok(total_nodes)
 }
 
-/// Lays every tree out breadth-first with each branch's children adjacent.
-fn compile(spec: &EnsembleSpec, total: usize) -> (Vec<Node>, Vec<u32>, Vec<Weight>) {
+/// Lays every tree out breadth-first with each branch's children adjacent; also returns the
+/// depth of the deepest tree (branches on the longest path).
+fn compile(spec: &EnsembleSpec, total: usize) -> (Vec<Node>, Vec<u32>, Vec<Weight>, usize) {
+    let mut max_depth = 0;
     let mut nodes = Vec::with_capacity(total);
     let mut roots = Vec::with_capacity(spec.trees.len());
     let mut weights = Vec::new();
@@ -995,8 +1179,9 @@ fn compile(spec: &EnsembleSpec, total: usize) -> (Vec<Node>, Vec<u32>, Vec<Weigh
             word: 0,
             next: 0,
         });
-        queue.push_back((0usize, root));
-        while let Some((source, slot)) = queue.pop_front() {
+        queue.push_back((0usize, root, 0usize));
+        while let Some((source, slot, depth)) = queue.pop_front() {
+            max_depth = max_depth.max(depth);
             nodes[slot] = match &tree[source] {
                 NodeSpec::Branch {
                     feature,
@@ -1013,8 +1198,8 @@ fn compile(spec: &EnsembleSpec, total: usize) -> (Vec<Node>, Vec<u32>, Vec<Weigh
                         next: 0,
                     };
                     nodes.extend([placeholder, placeholder]);
-                    queue.push_back((*true_child as usize, next));
-                    queue.push_back((*false_child as usize, next + 1));
+                    queue.push_back((*true_child as usize, next, depth + 1));
+                    queue.push_back((*false_child as usize, next + 1, depth + 1));
                     let missing = if *missing_tracks_true { MISSING_BIT } else { 0 };
                     Node {
                         threshold: *threshold,
@@ -1034,25 +1219,30 @@ fn compile(spec: &EnsembleSpec, total: usize) -> (Vec<Node>, Vec<u32>, Vec<Weigh
             };
         }
     }
-    (nodes, roots, weights)
+    (nodes, roots, weights, max_depth)
 }
 
-/// The single branch mode of the ensemble, if it has one and no branch tracks NaN to true.
-fn uniform_mode(spec: &EnsembleSpec) -> Option<Mode> {
-    let mut modes = spec.trees.iter().flatten().filter_map(|node| match node {
-        NodeSpec::Branch {
+/// The single branch mode of the ensemble, if it has one, and whether any branch tracks NaN
+/// to the true side.
+fn uniform_mode(spec: &EnsembleSpec) -> Option<(Mode, bool)> {
+    let mut first = None;
+    let mut any_missing = false;
+    for node in spec.trees.iter().flatten() {
+        if let NodeSpec::Branch {
             mode,
             missing_tracks_true,
             ..
-        } => Some((*mode, *missing_tracks_true)),
-        NodeSpec::Leaf { .. } => None,
-    });
-    let (first, missing) = modes.next().unwrap_or((Mode::Leq, false));
-    if missing || modes.any(|(mode, missing)| missing || mode != first) {
-        None
-    } else {
-        Some(first)
+        } = node
+        {
+            any_missing |= *missing_tracks_true;
+            match first {
+                None => first = Some(*mode),
+                Some(m) if m != *mode => return None,
+                Some(_) => {}
+            }
+        }
     }
+    Some((first.unwrap_or(Mode::Leq), any_missing))
 }
 
 #[cfg(test)]
@@ -1176,6 +1366,12 @@ mod tests {
             let tracked = regressor(vec![stump(mode, 1.0, true, 1.0, 2.0)]);
             assert_eq!(value(&tracked, f64::NAN), 1.0, "{mode:?} tracks NaN");
             // Mixed with another mode, the general walk gives the same answers.
+            assert!(
+                Ensemble::new(tracked.clone())
+                    .unwrap()
+                    .uniform_mode
+                    .is_some()
+            );
             let mixed = regressor(vec![
                 stump(mode, 1.0, false, 1.0, 2.0),
                 stump(
@@ -1328,7 +1524,7 @@ mod tests {
         let mut trees = Vec::new();
         for t in 0..20u32 {
             trees.push(vec![
-                branch(t % 4, Mode::Leq, f64::from(t) / 10.0, t % 3 == 0),
+                branch(t % 4, Mode::Leq, f64::from(t) / 10.0, t.is_multiple_of(3)),
                 NodeSpec::Branch {
                     feature: (t + 1) % 4,
                     mode: Mode::Lt,
@@ -1365,6 +1561,117 @@ mod tests {
         }
         ensemble.predict_batch_into(&[], &mut batch);
         assert!(batch.is_empty());
+    }
+
+    /// A plain recursive walk over the spec, independent of the compiled layout.
+    fn reference_sum(spec: &EnsembleSpec, row: &[f64]) -> f64 {
+        let mut sum = 0.0;
+        for tree in &spec.trees {
+            let mut index = 0;
+            loop {
+                match &tree[index] {
+                    NodeSpec::Leaf { weights } => {
+                        sum += weights[0].1;
+                        break;
+                    }
+                    NodeSpec::Branch {
+                        feature,
+                        mode,
+                        threshold,
+                        missing_tracks_true,
+                        true_child,
+                        false_child,
+                    } => {
+                        let x = f64::from(row[*feature as usize] as f32);
+                        let t = *threshold;
+                        let holds = match mode {
+                            Mode::Leq => x <= t,
+                            Mode::Lt => x < t,
+                            Mode::Gte => x >= t,
+                            Mode::Gt => x > t,
+                            Mode::Eq => x == t,
+                            Mode::Neq => x != t,
+                        } || (*missing_tracks_true && x.is_nan());
+                        index = if holds { *true_child } else { *false_child } as usize;
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    #[test]
+    fn deep_and_shallow_ensembles_agree_with_a_plain_walk_on_rows_and_batches() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (depth, n_trees) in [(5usize, 37usize), (30, 21)] {
+            // Caterpillar trees: each branch has a leaf and a deeper branch (at random sides).
+            let mut trees = Vec::new();
+            for _ in 0..n_trees {
+                let mut nodes = Vec::new();
+                let levels = 1 + (next() as usize) % depth;
+                for level in 0..levels {
+                    let here = nodes.len() as u32;
+                    let (leaf_side, deeper) = if next().is_multiple_of(2) {
+                        (1, 2)
+                    } else {
+                        (2, 1)
+                    };
+                    nodes.push(NodeSpec::Branch {
+                        feature: (next() % 4) as u32,
+                        mode: if next().is_multiple_of(2) {
+                            Mode::Leq
+                        } else {
+                            Mode::Lt
+                        },
+                        threshold: f64::from((next() % 200) as f32 / 100.0 - 1.0),
+                        missing_tracks_true: next().is_multiple_of(3),
+                        true_child: here + if leaf_side == 1 { 1 } else { 2 },
+                        false_child: here + if deeper == 2 { 2 } else { 1 },
+                    });
+                    nodes.push(leaf(&[(0, (next() % 1000) as f64 / 7.0)]));
+                    if level + 1 == levels {
+                        nodes.push(leaf(&[(0, -((next() % 1000) as f64) / 3.0)]));
+                    }
+                }
+                trees.push(nodes);
+            }
+            let spec = EnsembleSpec {
+                n_features: 4,
+                precision: Precision::F32,
+                ..regressor(trees)
+            };
+            let ensemble = Ensemble::new(spec.clone()).unwrap();
+            assert_eq!(ensemble.lockstep, depth <= LOCKSTEP_MAX_DEPTH);
+            let rows: Vec<f64> = (0..4 * 203u32)
+                .map(|i| {
+                    if i.is_multiple_of(29) {
+                        f64::NAN
+                    } else {
+                        (next() % 240) as f64 / 100.0 - 1.2
+                    }
+                })
+                .collect();
+            let mut batch = Batch::new();
+            ensemble.predict_batch_into(&rows, &mut batch);
+            let mut scratch = ensemble.scratch();
+            for (i, row) in rows.chunks_exact(4).enumerate() {
+                let expected = reference_sum(&spec, row);
+                let Outcome::Value(value) = ensemble.predict_into(row, &mut scratch) else {
+                    panic!("a regressor answers with a value");
+                };
+                assert!(
+                    (value - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+                    "{row:?}"
+                );
+                assert_eq!(batch.get(i), Outcome::Value(value));
+            }
+        }
     }
 
     #[test]
@@ -1545,7 +1852,7 @@ mod tests {
         let mut trees = Vec::new();
         for t in 0..8u32 {
             trees.push(vec![
-                branch(t % 4, Mode::Leq, 0.5, t % 2 == 0),
+                branch(t % 4, Mode::Leq, 0.5, t.is_multiple_of(2)),
                 leaf(&[(t % 3, 1.0)]),
                 leaf(&[((t + 1) % 3, 0.5), (0, 0.25)]),
             ]);
