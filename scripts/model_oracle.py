@@ -45,6 +45,7 @@ class Case:
     data: str
     nan: bool = False
     zipmap: bool = False
+    opset5: bool = False
 
 
 def load(name: str, seed: int):
@@ -91,6 +92,9 @@ def cases(seed: int) -> list[Case]:
         Case("LGBMClassifier (binary)", "lightgbm", lambda: lightgbm.LGBMClassifier(n_estimators=60, num_leaves=15, random_state=seed, verbose=-1), "breast_cancer", nan=True),
         Case("LGBMClassifier (multiclass)", "lightgbm", lambda: lightgbm.LGBMClassifier(n_estimators=40, num_leaves=15, random_state=seed, verbose=-1), "generated_multiclass", nan=True),
         Case("LGBMRegressor", "lightgbm", lambda: lightgbm.LGBMRegressor(n_estimators=60, num_leaves=15, random_state=seed, verbose=-1), "diabetes", nan=True),
+        # The same regressor rewritten as the TreeEnsemble operator of ai.onnx.ml opset 5 (no
+        # converter writes it yet), its base value as an Add node after it.
+        Case("TreeEnsemble (opset 5, from HistGradientBoostingRegressor)", "sklearn", lambda: e.HistGradientBoostingRegressor(max_iter=60, random_state=seed), "diabetes", nan=True, opset5=True),
     ]
 
 
@@ -110,6 +114,53 @@ def export(model, library: str, X: np.ndarray, zipmap: bool):
     if library == "xgboost":
         return convert_xgboost(model, initial_types=types, target_opset=15)
     return convert_lightgbm(model, initial_types=types, target_opset=15, zipmap=zipmap)
+
+
+def to_tree_ensemble(model):
+    """A single-target TreeEnsembleRegressor graph rewritten with the opset-5 TreeEnsemble op."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (node,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    modes = [m.decode() for m in a["nodes_modes"]]
+    key = list(zip(a["nodes_treeids"], a["nodes_nodeids"]))
+    interior = {k: i for i, k in enumerate(k for k, m in zip(key, modes) if m != "LEAF")}
+    leaves = {k: i for i, k in enumerate(k for k, m in zip(key, modes) if m == "LEAF")}
+    weight = dict(zip(zip(a["target_treeids"], a["target_nodeids"]), a["target_weights"]))
+    code = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5}
+    nodes = {k: [] for k in ("feat", "split", "mode", "t", "tl", "f", "fl", "miss")}
+    missing = a.get("nodes_missing_value_tracks_true", [0] * len(modes))
+    for i, (k, m) in enumerate(zip(key, modes)):
+        if m == "LEAF":
+            continue
+        tree = k[0]
+        t, f = (tree, a["nodes_truenodeids"][i]), (tree, a["nodes_falsenodeids"][i])
+        nodes["feat"].append(a["nodes_featureids"][i])
+        nodes["split"].append(a["nodes_values"][i])
+        nodes["mode"].append(code[m])
+        nodes["t"].append(leaves[t] if t in leaves else interior[t])
+        nodes["tl"].append(int(t in leaves))
+        nodes["f"].append(leaves[f] if f in leaves else interior[f])
+        nodes["fl"].append(int(f in leaves))
+        nodes["miss"].append(missing[i])
+    roots = [interior[(tree, 0)] for tree in sorted({k[0] for k in key})]
+    leaf_weights = [weight[k] for k in leaves]
+    ensemble = helper.make_node(
+        "TreeEnsemble", [node.input[0]], ["raw"], domain="ai.onnx.ml",
+        n_targets=1, aggregate_function=1, post_transform=0, tree_roots=roots,
+        nodes_featureids=nodes["feat"], nodes_truenodeids=nodes["t"], nodes_trueleafs=nodes["tl"],
+        nodes_falsenodeids=nodes["f"], nodes_falseleafs=nodes["fl"],
+        nodes_missing_value_tracks_true=nodes["miss"],
+        nodes_splits=numpy_helper.from_array(np.array(nodes["split"], dtype=np.float32)),
+        nodes_modes=numpy_helper.from_array(np.array(nodes["mode"], dtype=np.uint8)),
+        leaf_targetids=[0] * len(leaf_weights),
+        leaf_weights=numpy_helper.from_array(np.array(leaf_weights, dtype=np.float32)),
+    )
+    base = numpy_helper.from_array(np.array(a.get("base_values", [0.0]), dtype=np.float32), "base")
+    add = helper.make_node("Add", ["raw", "base"], [model.graph.output[0].name])
+    graph = helper.make_graph([ensemble, add], "tree_ensemble", list(model.graph.input), list(model.graph.output), [base])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)], producer_name="model_oracle")
 
 
 def probe_rows(X: np.ndarray, n: int, nan: bool, rng: np.random.Generator) -> np.ndarray:
@@ -166,6 +217,8 @@ def compare(case: Case, seed: int, n_rows: int, tools: dict, workdir: str) -> di
     started = time.perf_counter()
     model.fit(X, y)
     onnx_model = export(model, case.library, X, case.zipmap)
+    if case.opset5:
+        onnx_model = to_tree_ensemble(onnx_model)
     onnx_bytes = onnx_model.SerializeToString()
     onnx_path = os.path.join(workdir, "model.onnx")
     with open(onnx_path, "wb") as f:
