@@ -225,7 +225,7 @@ pub struct Metrics {
     /// R² on the hold-out set (regression, 4 decimals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout_r2: Option<f64>,
-    /// Root mean squared error on the hold-out set (regression, 4 significant decimals).
+    /// Root mean squared error on the hold-out set (regression, 4 decimals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout_rmse: Option<f64>,
     /// Fraction of the rows (of each class) held out.
