@@ -28,14 +28,11 @@ pub mod graph;
 
 use prost::Message;
 use tree_model::{
-    ARTIFACT_FILE, Ensemble, Feature, Manifest, PostTransform, Scoring, Source, Task, TaskKind,
-    check_agreement, sha256_hex,
+    ARTIFACT_FILE, ARTIFACT_FORMAT, Ensemble, Feature, Manifest, PostTransform, Scoring, Source,
+    Task, TaskKind, check_agreement, sha256_hex,
 };
 
 pub use error::ImportError;
-
-/// `format` in the manifest (the model crate's artifact format).
-pub const FORMAT: &str = "postcard (SMTE tree-ensemble format v1)";
 
 /// What the manifest should say besides what the file holds.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +113,7 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
         version: options.version.clone(),
         file: ARTIFACT_FILE.to_owned(),
         sha256: sha256_hex(&artifact),
-        format: FORMAT.to_owned(),
+        format: ARTIFACT_FORMAT.to_owned(),
         task,
         algorithm: format!(
             "tree ensemble of {} trees ({:?} of leaf weights, post-transform {:?})",

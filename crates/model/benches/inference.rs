@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `ensemble/decode/<model>` | `Ensemble::from_bytes` of the artifact (validation included): the init-time cost |
 //! | `ensemble/row/<model>` | `predict_into` of one row (rows cycle through the probe set) |
+//! | `ensemble/rows_100/<model>` | `predict_into` on 100 rows one by one (what the batch path is compared with) |
 //! | `ensemble/batch_100/<model>` | `predict_batch_into` of 100 rows; criterion reports it per row (throughput 100 elements) |
 //!
 //! Models: `gbm` (300 gradient-boosted trees of depth 8 on 30 features) and `rf` (a 100-tree
@@ -170,6 +171,17 @@ fn inference(c: &mut Criterion) {
             })
         });
         group.throughput(Throughput::Elements(100));
+        group.bench_function(format!("rows_100/{name}"), |b| {
+            let mut start = 0;
+            b.iter(|| {
+                start = (start + 100) % (n_rows - 99);
+                for row in
+                    rows[start * N_FEATURES..(start + 100) * N_FEATURES].chunks_exact(N_FEATURES)
+                {
+                    black_box(ensemble.predict_into(black_box(row), &mut scratch));
+                }
+            })
+        });
         let mut batch = Batch::new();
         group.bench_function(format!("batch_100/{name}"), |b| {
             let mut start = 0;

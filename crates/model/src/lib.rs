@@ -81,6 +81,8 @@ pub use manifest::{
     TrainingData, check_agreement, load_verified, sha256_hex, verify,
 };
 
+/// `format` in the manifest: how `model.bin` is encoded (magic and version of [`ensemble`]).
+pub const ARTIFACT_FORMAT: &str = "postcard (SMTE tree-ensemble format v1)";
 /// The artifact's file name in `model-artifacts/`.
 pub const ARTIFACT_FILE: &str = "model.bin";
 /// The manifest's file name in `model-artifacts/`.

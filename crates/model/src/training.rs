@@ -55,13 +55,11 @@ use crate::ensemble::{
 use crate::manifest::{
     Criterion, Feature, Hyperparameters, Manifest, Metrics, TaskKind, TrainingData, sha256_hex,
 };
-use crate::{ARTIFACT_FILE, Ensemble, ModelError, Outcome};
+use crate::{ARTIFACT_FILE, ARTIFACT_FORMAT, Ensemble, ModelError, Outcome};
 
 /// The smartcore version the trees come from; must equal the exact pin in the root Cargo.toml
 /// (a test checks it).
 pub const SMARTCORE_VERSION: &str = "0.7.0";
-/// `format` in the manifest.
-pub const FORMAT: &str = "postcard (SMTE tree-ensemble format v1)";
 
 const STREAM_FINAL_FOREST: u64 = 0;
 const STREAM_HOLDOUT_SPLIT: u64 = 1;
@@ -270,7 +268,7 @@ pub fn train_artifacts(
         version: config.model_version.clone(),
         file: ARTIFACT_FILE.to_owned(),
         sha256: sha256_hex(&model),
-        format: FORMAT.to_owned(),
+        format: ARTIFACT_FORMAT.to_owned(),
         task,
         algorithm: algorithm.to_owned(),
         hyperparameters: Some(hp),
