@@ -9,7 +9,10 @@
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use tree_model::{Batch, Ensemble, Manifest, ModelError, Outcome};
+use tree_model::{
+    Aggregate, Batch, Ensemble, Manifest, ModelError, NodeSpec, Outcome, PostTransform, Scoring,
+    Task,
+};
 
 use crate::predict::{RequestSchema, Rows, number};
 
@@ -109,6 +112,33 @@ impl ServedModel {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Whether a classifier's scores are probabilities: each in [0, 1] whatever the row (a
+    /// softmax or logistic transform, or the average of leaf weights that are shares). The
+    /// OpenAPI document bounds `probabilities` only then.
+    pub fn scores_are_probabilities(&self) -> bool {
+        let spec = self.ensemble.spec();
+        let shares = || {
+            spec.aggregate == Aggregate::Average
+                && spec.base_values.is_empty()
+                && spec.trees.iter().flatten().all(|node| match node {
+                    NodeSpec::Leaf { weights } => {
+                        weights.iter().all(|(_, w)| *w >= 0.0)
+                            && weights.iter().map(|(_, w)| w).sum::<f64>() <= 1.0
+                    }
+                    NodeSpec::Branch { .. } => true,
+                })
+        };
+        match (spec.task, spec.post_transform) {
+            (Task::Regression, _) => false,
+            (Task::Classification { scoring, .. }, transform) => match (scoring, transform) {
+                (Scoring::PerClass, PostTransform::Softmax | PostTransform::SoftmaxZero)
+                | (Scoring::PerClass | Scoring::BinaryMargin, PostTransform::Logistic) => true,
+                (Scoring::PerClass | Scoring::BinaryProbability, PostTransform::None) => shares(),
+                _ => false,
+            },
+        }
     }
 
     /// What a request must look like for this model.
