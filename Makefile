@@ -7,7 +7,7 @@ export TOOLS_DIR
 CARGO_LAMBDA := $(TOOLS_DIR)/venv/bin/cargo-lambda
 
 .DEFAULT_GOAL := help
-.PHONY: help tools tools-deploy dev test fmt lint train import-model build clean-local
+.PHONY: help tools tools-deploy dev test fmt lint train import-model openapi build clean-local
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -32,10 +32,16 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The model directory: model-artifacts/, or MODEL_ARTIFACTS_DIR (the prediction function's build
+# reads the same variable, functions/predict/build.rs). The OpenAPI document of a model elsewhere
+# is written next to it, leaving the committed openapi.yaml alone.
+MODEL_DIR := $(or $(MODEL_ARTIFACTS_DIR),model-artifacts)
+OPENAPI_OUT := $(if $(MODEL_ARTIFACTS_DIR),$(MODEL_ARTIFACTS_DIR)/openapi.yaml,openapi.yaml)
+
 # `make train` retrains the Iris default (its unit and allowed range come from here: the CSV
 # holds none); `make train DATA=x.csv TARGET=col [NAME=... VERSION=...]` trains on any numeric
 # CSV. Extra flags of the train command (--n-trees, --max-depth, --unit, --minimum, ...) go in
-# TRAIN_ARGS.
+# TRAIN_ARGS. Both then regenerate openapi.yaml's model-dependent part.
 IRIS_DATA := model-artifacts/iris.csv
 DATA ?= $(IRIS_DATA)
 TARGET ?= $(if $(filter $(IRIS_DATA),$(DATA)),species)
@@ -43,13 +49,20 @@ TRAIN_DEFAULTS := $(if $(filter $(IRIS_DATA),$(DATA)),--unit cm --exclusive-mini
 
 train: ## Train into model-artifacts/ (deterministic): Iris, or DATA=x.csv TARGET=col [NAME= VERSION=]
 	@test -n "$(TARGET)" || { echo "make train: TARGET=<column> is required with DATA=$(DATA)" >&2; exit 2; }
-	cargo run -p tree-model --bin train --release -- --data "$(DATA)" --target "$(TARGET)" \
+	cargo run -p tree-model --bin train --release -- --data "$(DATA)" --target "$(TARGET)" --out-dir "$(MODEL_DIR)" \
 		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(TRAIN_DEFAULTS) $(TRAIN_ARGS)
+	@$(MAKE) --no-print-directory openapi
 
 import-model: ## Import an ONNX tree ensemble: ONNX=model.onnx [NAME= VERSION= FEATURES=reference.csv]
 	@test -n "$(ONNX)" || { echo "make import-model: ONNX=<path/to/model.onnx> is required" >&2; exit 2; }
-	cargo run -p model-import --bin import-model --release -- --onnx "$(ONNX)" \
+	cargo run -p model-import --bin import-model --release -- --onnx "$(ONNX)" --out-dir "$(MODEL_DIR)" \
 		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(if $(FEATURES),--features "$(FEATURES)")
+	@$(MAKE) --no-print-directory openapi
+
+openapi: ## Regenerate openapi.yaml's model schemas and examples from model-artifacts/
+	@test -f "$(OPENAPI_OUT)" || cp openapi.yaml "$(OPENAPI_OUT)"
+	cargo run -q -p secure-ml-core --no-default-features --bin openapi-model -- \
+		--model-dir "$(MODEL_DIR)" --openapi "$(OPENAPI_OUT)"
 
 build: tools ## Cross-compile both functions for Lambda (arm64, release) into target/lambda/
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu

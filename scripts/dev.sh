@@ -74,6 +74,12 @@ warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT" || die "predict di
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT" || die "token did not start (see above)"
 
 base="http://localhost:$WATCH_PORT/lambda-url"
+# A row the served model accepts: openapi.yaml's example, generated from model-artifacts/.
+example="$("$VENV/bin/python" -c '
+import json, yaml
+document = yaml.safe_load(open("openapi.yaml"))
+print(json.dumps(document["components"]["examples"]["PredictArray"]["value"]))' 2>/dev/null)" ||
+    example='{"data": [...]}'
 cat >&2 <<EOF
 
 $(printf '\033[1;32m')secure-ml-api is up.$(printf '\033[0m') Demo client (valid until Ctrl-C; DynamoDB Local is in memory):
@@ -87,7 +93,7 @@ Copy-paste session:
   TOKEN=\$(curl -s -u "\$CLIENT_ID:\$CLIENT_SECRET" -d grant_type=client_credentials \\
       $base/token/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -i -X POST $base/predict/predict -H "Authorization: Bearer \$TOKEN" \\
-      -H 'Content-Type: application/json' -d '{"data": [5.1, 3.5, 1.4, 0.2]}'
+      -H 'Content-Type: application/json' -d '$example'
   curl -s $base/predict/health
   curl -s $base/predict/model -H "Authorization: Bearer \$TOKEN"
   curl -s $base/token/.well-known/jwks.json

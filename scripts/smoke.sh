@@ -21,11 +21,14 @@
 #                      of both, so on AWS that IP is refused until the limits refill.
 #
 # The client needs scope `predict`; with `predict:proba` the probabilities are checked too.
-# Checks, in order: health; JWKS (keys, no private members); token (200, no-store); predict
-# (setosa, RateLimit headers); batch; model card; invalid body (422 problem+json); no token
+# Any model: the rows sent are built from the model card (the middle and both ends of each
+# feature's training range, within its allowed range), and the answers are checked against it
+# (a classifier's index, label and probabilities; a regressor's number, with no label).
+# Checks, in order: health; JWKS (keys, no private members); token (200, no-store); model card;
+# predict (RateLimit headers); batch; invalid body (422 problem+json); no token
 # (401 + WWW-Authenticate: Bearer); wrong secret (401 invalid_client + WWW-Authenticate: Basic).
 # Cost from the caller's IP: 2 token requests (the wrong secret counts: the limit is checked
-# before credentials) and 5 units of predict quota (1 + a 3-row batch + the model card).
+# before credentials) and 5 units of predict quota (the model card + 1 + a 3-row batch).
 # Secrets and tokens reach curl through header files (mode 0600), never its command line.
 # Exit status: 0 when every check passed; 1 at the first failure, saying what was expected and
 # what came back; 2 for a usage error.
@@ -232,32 +235,6 @@ elif step == "token":
     state("scopes", " ".join(scopes))
     print(f"scope {b.get('scope')!r}, expires_in {b['expires_in']} s, kid {head.get('kid')}")
 
-elif step in ("predict", "batch"):
-    expect_status(200)
-    content_type("application/json")
-    rl = ratelimit_headers()
-    b = body_json()
-    proba = PROBA_SCOPE in state("scopes").split()
-    version = state("model_version")
-    rows = [b] if step == "predict" else b.get("predictions")
-    expected = sys.argv[2].split(",")
-    expect(isinstance(rows, list) and len(rows) == len(expected),
-           f"expected {len(expected)} prediction(s), got {rows!r}")
-    for row, label in zip(rows, expected):
-        expect(row.get("label") == label, f"label {row.get('label')!r} != {label!r}")
-        expect(isinstance(row.get("prediction"), int), f"prediction {row.get('prediction')!r} is not a class index")
-        expect(isinstance(row.get("warnings"), list), "no warnings list")
-        if proba:
-            p = row.get("probabilities")
-            expect(isinstance(p, dict) and p, "scope predict:proba but no probabilities")
-            expect(max(p, key=p.get) == label, f"probabilities {p} disagree with label {label!r}")
-            expect(abs(sum(p.values()) - 1) < 1e-6, f"probabilities {p} do not sum to 1")
-        else:
-            expect("probabilities" not in row, "probabilities returned without scope predict:proba")
-    got_version = b.get("model_version") if step == "batch" else rows[0].get("model_version")
-    expect(got_version == version, f"model_version {got_version!r} != health's {version!r}")
-    print(f"{','.join(expected)}; RateLimit: {rl}")
-
 elif step == "model":
     expect_status(200)
     content_type("application/json")
@@ -265,8 +242,77 @@ elif step == "model":
     expect(b.get("version") == state("model_version"),
            f"model card version {b.get('version')!r} != {state('model_version')!r}")
     expect(re.fullmatch(r"[0-9a-f]{64}", str(b.get("sha256", ""))), f"sha256 {b.get('sha256')!r}")
-    expect("setosa" in json.dumps(b.get("labels")), f"labels {b.get('labels')!r} lack setosa")
-    print(f"version {b['version']}, sha256 {b['sha256'][:12]}…, labels {b.get('labels')}")
+    features = b.get("features")
+    expect(isinstance(features, list) and features and all(f.get("name") for f in features),
+           f"features {features!r}")
+    expect(b.get("task") in ("classification", "regression"), f"task {b.get('task')!r}")
+    if b["task"] == "classification":
+        expect(isinstance(b.get("labels"), list) and len(b["labels"]) >= 2, f"labels {b.get('labels')!r}")
+    state("card", json.dumps(b))
+
+    def allowed(f, x):
+        return ((f.get("minimum") is None or x >= f["minimum"])
+                and (f.get("exclusive_minimum") is None or x > f["exclusive_minimum"])
+                and (f.get("maximum") is None or x <= f["maximum"])
+                and (f.get("exclusive_maximum") is None or x < f["exclusive_maximum"]))
+
+    def value(f, share):
+        """`share` of the feature's training range, or else a value its allowed range admits."""
+        lo, hi = f.get("training_min"), f.get("training_max")
+        x = round(lo + (hi - lo) * share, 6) if lo is not None and hi is not None else 0.0
+        if allowed(f, x):
+            return x
+        low = f.get("minimum", f.get("exclusive_minimum"))
+        high = f.get("maximum", f.get("exclusive_maximum"))
+        if low is not None and high is not None:
+            return (low + high) / 2
+        return low + 1 if low is not None else high - 1
+
+    rows = [[value(f, share) for f in features] for share in (0.5, 0.1, 0.9)]
+    for name, body in (("predict", {"data": rows[0]}), ("batch", {"instances": rows}),
+                       ("invalid", {"data": rows[0][:-1]})):
+        with open(f"{D}/body-{name}", "w") as f:
+            json.dump(body, f)
+    print(f"{b.get('name')} {b['version']} ({b['task']}, {len(features)} features), sha256 {b['sha256'][:12]}…")
+
+elif step in ("predict", "batch"):
+    expect_status(200)
+    content_type("application/json")
+    rl = ratelimit_headers()
+    b = body_json()
+    card = json.loads(state("card"))
+    proba = PROBA_SCOPE in state("scopes").split()
+    version = state("model_version")
+    rows = [b] if step == "predict" else b.get("predictions")
+    n = 1 if step == "predict" else 3
+    expect(isinstance(rows, list) and len(rows) == n, f"expected {n} prediction(s), got {rows!r}")
+    answers = []
+    for row in rows:
+        expect(isinstance(row.get("warnings"), list), "no warnings list")
+        if card["task"] == "regression":
+            value = row.get("prediction")
+            expect(isinstance(value, (int, float)) and not isinstance(value, bool),
+                   f"prediction {value!r} is not a number")
+            expect("label" not in row and "probabilities" not in row,
+                   f"a regressor's answer with a label or probabilities: {row}")
+            answers.append(f"{value:g}")
+            continue
+        labels = card["labels"]
+        index = row.get("prediction")
+        expect(isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(labels),
+               f"prediction {index!r} is not a class index")
+        label = row.get("label")
+        expect(label == labels[index], f"label {label!r} != labels[{index}] = {labels[index]!r}")
+        if proba:
+            p = row.get("probabilities")
+            expect(isinstance(p, dict) and sorted(p) == sorted(labels), f"probabilities {p!r} are not one per label")
+            expect(max(p, key=p.get) == label, f"probabilities {p} disagree with label {label!r}")
+        else:
+            expect("probabilities" not in row, "probabilities returned without scope predict:proba")
+        answers.append(label)
+    got_version = b.get("model_version") if step == "batch" else rows[0].get("model_version")
+    expect(got_version == version, f"model_version {got_version!r} != health's {version!r}")
+    print(f"{','.join(answers)}; RateLimit: {rl}")
 
 elif step == "invalid-body":
     expect_status(422)
@@ -350,23 +396,22 @@ check jwks
 request token POST "$TOKEN_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
 check token
 
-request predict POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
-    --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
-check predict setosa
-
-# Typical flowers of each class (the class means of the Iris data, rounded).
-request batch POST "$PREDICT_URL/predict/batch" -H @"$T/bearer.hdr" "${json[@]}" \
-    --data '{"instances": [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]]}'
-check batch setosa,versicolor,virginica
-
+# The model card first: the rows below are built from its features (the body-* files).
 request model GET "$PREDICT_URL/model" -H @"$T/bearer.hdr"
 check model
 
-request invalid-body POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
-    --data '{"data": [5.1, 3.5, 1.4]}'
+request predict POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-predict"
+check predict
+
+# The middle and both ends of the training ranges.
+request batch POST "$PREDICT_URL/predict/batch" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-batch"
+check batch
+
+# A row one value short.
+request invalid-body POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-invalid"
 check invalid-body
 
-request no-token POST "$PREDICT_URL/predict" "${json[@]}" --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
+request no-token POST "$PREDICT_URL/predict" "${json[@]}" --data @"$T/body-predict"
 check no-token
 
 # A secret that cannot be the client's: its own with one more character.
@@ -396,7 +441,7 @@ until_refused() {
 if [[ "${SMOKE_RATE_LIMIT:-0}" == 1 ]]; then
     until_refused token-limited POST "$TOKEN_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
     until_refused predict-limited POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
-        --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
+        --data @"$T/body-predict"
 fi
 
 printf '%s: %s checks passed (%s)\n' "$(green 'smoke test passed')" "${#PASSED[@]}" "${PASSED[*]}"

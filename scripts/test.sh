@@ -8,18 +8,19 @@
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
 #           both functions warmed) -> smoke test -> cargo test --workspace -- --include-ignored
 #           [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault injection -> log
-#           scan for secrets -> key rotation and revocation -> fuzzing -> deploy checks
-#           (cfn-lint, sam validate, sam build)
+#           scan for secrets -> key rotation and revocation -> fuzzing -> imported models
+#           (scripts/model_oracle.sh, scripts/model_e2e.sh) -> deploy checks (cfn-lint,
+#           sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
-#                    fault and fuzz stages)
+#                    fault, fuzz and model stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
 #   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
 #   its release arm64 sam build and zip-size check outside CI), TEST_FUZZ=0 (skip fuzzing),
-#   TEST_FUZZ_SECONDS (20 per target).
+#   TEST_FUZZ_SECONDS (20 per target), TEST_MODELS=0 (skip the imported-model stage outside CI).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
@@ -35,7 +36,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     -h | --help)
-        sed -n '2,21p' "$0"
+        sed -n '2,22p' "$0"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -255,6 +256,21 @@ if [[ ${#libtest_args[@]} == 0 && "${TEST_FUZZ:-1}" != 0 ]]; then
     stage_end "$([[ $fuzz_rc == 0 ]] && echo ok || echo "FAILED (exit $fuzz_rc)")"
 fi
 
+# Imported models are the users' models: 18 model types from scikit-learn, XGBoost and LightGBM
+# against their libraries and onnxruntime (10,000 rows each), then the README's "Serve your own
+# model" end to end: its training scripts and `make import-model` lines, the prediction function
+# built against each model and served behind smla-bench gateway, 10,000 rows per model over HTTP
+# compared with the library, the README's requests answered as documented. Installs the model
+# tools into .tools/venv on first use (scripts/tools.sh --models). About 2 minutes on 2 cores
+# once built; the first run adds the tools' install and a release build of the importer.
+models_rc=0
+if [[ ${#libtest_args[@]} == 0 && ("${TEST_MODELS:-1}" != 0 || "${CI:-}" == "true") ]]; then
+    stage_begin "imported models (scripts/model_oracle.sh, scripts/model_e2e.sh)"
+    run_step "$SMLA_ROOT/scripts/model_oracle.sh" || models_rc=$?
+    run_step "$SMLA_ROOT/scripts/model_e2e.sh" || models_rc=$?
+    stage_end "$([[ $models_rc == 0 ]] && echo ok || echo "FAILED (exit $models_rc)")"
+fi
+
 # --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
 #   scripts/deploy_checks.sh: cfn-lint template.yaml; sam validate --lint (offline); sam build
 #   (rust-cargolambda, arm64, release: minutes); bootstrap checks; the bootstraps under qemu
@@ -272,5 +288,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$models_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -1,5 +1,10 @@
 //! Refuses to build the prediction function when the model artifact does not match the sha256
-//! recorded in its manifest, and hands the artifact's path to `include_bytes!`.
+//! recorded in its manifest, and hands both files' paths to `include_bytes!`.
+//!
+//! The model directory is `model-artifacts/`, or the one `MODEL_ARTIFACTS_DIR` names (absolute,
+//! or relative to the repository root): a build against another model, for instance the
+//! end-to-end check of an imported model (`scripts/model_e2e.sh`), without touching the
+//! committed one.
 
 use std::path::PathBuf;
 
@@ -7,7 +12,12 @@ use sha2::{Digest, Sha256};
 
 fn main() -> Result<(), String> {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let artifacts = crate_dir.join("../../model-artifacts");
+    let root = crate_dir.join("../..");
+    println!("cargo:rerun-if-env-changed=MODEL_ARTIFACTS_DIR");
+    let artifacts = match std::env::var_os("MODEL_ARTIFACTS_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("model-artifacts"),
+    };
     let manifest_path = artifacts.join("manifest.json");
     println!("cargo:rerun-if-changed={}", manifest_path.display());
 
@@ -22,7 +32,7 @@ fn main() -> Result<(), String> {
             manifest_path.display()
         ));
     };
-    // The manifest names a file inside model-artifacts/, nothing else.
+    // The manifest names a file inside its own directory, nothing else.
     if file.contains('/') || file.contains('\\') || file.starts_with('.') {
         return Err(format!(
             "manifest field `file` must be a plain file name, got {file:?}"
@@ -35,8 +45,9 @@ fn main() -> Result<(), String> {
     let actual = hex(&Sha256::digest(&bytes));
     if actual != expected {
         return Err(format!(
-            "model artifact {} has sha256 {actual}, but manifest.json records {expected}: \
-             retrain with `make train` or restore the committed artifact",
+            "model artifact {} has sha256 {actual}, but its manifest.json records {expected}: \
+             retrain with `make train`, re-import with `make import-model`, or restore the \
+             committed artifact",
             artifact_path.display()
         ));
     }

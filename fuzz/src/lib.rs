@@ -4,12 +4,43 @@
 //! property violation is an assertion failure, which libFuzzer reports like any other crash.
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::task::{Context, Poll, Waker};
 
-use secure_ml_core::predict::{MAX_BATCH_ROWS, MAX_FEATURE_CM, Row};
-use secure_ml_core::predict::{parse_batch, parse_single};
+use secure_ml_core::predict::{MAX_BATCH_ROWS, RequestSchema};
 use secure_ml_core::problem::ApiError;
 use serde_json::Value;
+use tree_model::{Feature, Manifest};
+
+/// The manifest committed in `model-artifacts/`: the contract the default build serves.
+static COMMITTED: &str = include_str!("../../model-artifacts/manifest.json");
+
+/// The models every body is checked against: the committed one, and one made up here whose
+/// feature names need escaping in pointers and whose bounds are one-sided or absent.
+static MODELS: LazyLock<Vec<(Vec<Feature>, RequestSchema)>> = LazyLock::new(|| {
+    let committed = Manifest::from_json(COMMITTED.as_bytes())
+        .expect("the committed manifest is valid")
+        .features;
+    let made_up = vec![
+        Feature {
+            exclusive_minimum: Some(0.0),
+            ..Feature::named("a/b")
+        },
+        Feature {
+            maximum: Some(1.0),
+            unit: Some("m".to_owned()),
+            ..Feature::named("c~d")
+        },
+        Feature::named("e"),
+    ];
+    [committed, made_up]
+        .into_iter()
+        .map(|features| {
+            let schema = RequestSchema::new(&features);
+            (features, schema)
+        })
+        .collect()
+});
 
 /// Whether `pointer` is a JSON Pointer (RFC 6901 §3): empty, or `/`-prefixed reference tokens
 /// in which `~` only appears as `~0` or `~1`.
@@ -28,47 +59,73 @@ pub fn is_json_pointer(pointer: &str) -> bool {
         .all(|(i, _)| matches!(bytes.get(i + 1), Some(b'0' | b'1')))
 }
 
-/// Runs `parse_single` and `parse_batch` on `body` and checks every property of the prediction
-/// request contract (see `fuzz_targets/predict_request.rs`).
+/// Runs `parse_single` and `parse_batch` of every model in [`MODELS`] on `body` and checks every
+/// property of the prediction request contract (see `fuzz_targets/predict_request.rs`).
 pub fn check_predict_body(body: &[u8]) {
     // What a plain JSON parser makes of the body: the reference for the checks below.
     let reference = serde_json::from_slice::<Value>(body).ok();
-    match parse_single(body) {
+    for (features, schema) in MODELS.iter() {
+        check_with(features, schema, body, reference.as_ref());
+    }
+}
+
+fn check_with(features: &[Feature], schema: &RequestSchema, body: &[u8], reference: Option<&Value>) {
+    match schema.parse_single(body) {
         Ok(row) => {
-            check_row(&row);
-            let data = accepted_field(reference.as_ref(), "data");
+            check_row(features, &row);
+            let data = accepted_field(reference, "data");
             assert_eq!(
-                row_of(data),
+                row_of(features, data),
                 Some(row),
                 "accepted row differs from the JSON"
             );
         }
-        Err(error) => check_rejection(&error, reference.as_ref(), body.len()),
+        Err(error) => check_rejection(&error, reference, body.len()),
     }
-    match parse_batch(body) {
+    match schema.parse_batch(body) {
         Ok(rows) => {
             assert!(
                 (1..=MAX_BATCH_ROWS).contains(&rows.len()),
                 "accepted a batch of {} rows",
                 rows.len()
             );
-            rows.iter().for_each(check_row);
-            let instances = accepted_field(reference.as_ref(), "instances");
-            let from_json: Option<Vec<Row>> = instances
+            assert_eq!(rows.width(), features.len(), "rows of another width");
+            rows.iter().for_each(|row| check_row(features, row));
+            let instances = accepted_field(reference, "instances");
+            let from_json: Option<Vec<Vec<f64>>> = instances
                 .as_array()
-                .and_then(|items| items.iter().map(row_of).collect());
-            assert_eq!(from_json, Some(rows), "accepted rows differ from the JSON");
+                .and_then(|items| items.iter().map(|row| row_of(features, row)).collect());
+            let accepted: Vec<Vec<f64>> = rows.iter().map(<[f64]>::to_vec).collect();
+            assert_eq!(from_json, Some(accepted), "accepted rows differ from the JSON");
         }
-        Err(error) => check_rejection(&error, reference.as_ref(), body.len()),
+        Err(error) => check_rejection(&error, reference, body.len()),
     }
 }
 
-fn check_row(row: &Row) {
-    for &x in row {
+fn check_row(features: &[Feature], row: &[f64]) {
+    assert_eq!(row.len(), features.len(), "accepted a row of another width");
+    for (feature, &x) in features.iter().zip(row) {
         assert!(
-            x.is_finite() && x > 0.0 && x <= MAX_FEATURE_CM,
-            "accepted value {x} out of range"
+            feature.allowed().contains(x),
+            "accepted {} = {x}, outside {}",
+            feature.name,
+            feature.allowed().describe()
         );
+    }
+}
+
+/// The row a plain JSON parser reads: an array of one number per feature, or an object with
+/// exactly the features' names.
+fn row_of(features: &[Feature], value: &Value) -> Option<Vec<f64>> {
+    match value {
+        Value::Array(items) if items.len() == features.len() => {
+            items.iter().map(Value::as_f64).collect()
+        }
+        Value::Object(members) if members.len() == features.len() => features
+            .iter()
+            .map(|f| members.get(&f.name).and_then(Value::as_f64))
+            .collect(),
+        _ => None,
     }
 }
 
@@ -83,12 +140,6 @@ fn accepted_field<'a>(reference: Option<&'a Value>, field: &str) -> &'a Value {
         "accepted a body with other members"
     );
     &object[field]
-}
-
-fn row_of(value: &Value) -> Option<Row> {
-    let items = value.as_array()?;
-    let values: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
-    values?.try_into().ok()
 }
 
 /// The largest answer a refusal of a `request_len`-byte request may have: twice the request,

@@ -21,7 +21,7 @@ use ed25519_dalek::{Signature, Verifier as _};
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings, Verifier};
 use secure_ml_core::model::ServedModel;
-use secure_ml_core::predict::{Row, parse_batch, parse_single};
+
 use tree_model::Ensemble;
 
 static MODEL: &[u8] = include_bytes!("../../../model-artifacts/model.bin");
@@ -38,6 +38,8 @@ const BODY: &[u8] = br#"{"data": [5.1, 3.5, 1.4, 0.2]}"#;
 struct PlainBody {
     data: [f64; 4],
 }
+
+type Row = [f64; 4];
 
 fn iris_rows() -> Vec<Row> {
     IRIS.lines()
@@ -112,20 +114,25 @@ fn cpu(c: &mut Criterion) {
                 .is_ok()
         })
     });
+    let request = model.request();
     group.bench_function("parse_single", |b| {
-        b.iter(|| parse_single(black_box(BODY)).is_ok())
+        b.iter(|| request.parse_single(black_box(BODY)).is_ok())
     });
     group.bench_function("parse_single_serde_floor", |b| {
         b.iter(|| serde_json::from_slice::<PlainBody>(black_box(BODY)).is_ok())
     });
     group.bench_function("parse_batch_100", |b| {
-        b.iter(|| parse_batch(black_box(batch_body.as_bytes())).is_ok())
+        b.iter(|| {
+            request
+                .parse_batch(black_box(batch_body.as_bytes()))
+                .is_ok()
+        })
     });
     group.bench_function("predict_row", |b| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % rows.len();
-            model.predict(black_box(&rows[i]), false)
+            model.predict(black_box(&rows[i][..]), false)
         })
     });
     group.bench_function("forest_row_floor", |b| {
@@ -135,8 +142,11 @@ fn cpu(c: &mut Criterion) {
             black_box(forest.predict_into(black_box(&rows[i]), &mut scratch));
         })
     });
+    let parsed = request
+        .parse_batch(batch_body.as_bytes())
+        .expect("a valid batch");
     group.bench_function("predict_batch_100", |b| {
-        b.iter(|| model.predict_batch(black_box(&batch), false))
+        b.iter(|| model.predict_batch(black_box(&parsed), false))
     });
     group.bench_function("forest_batch_100_floor", |b| {
         b.iter(|| {

@@ -8,8 +8,11 @@
 //! - [`aws`]: SDK configuration and clients, built once per cold start.
 //! - [`problem`]: the one [`problem::ApiError`] enum and its RFC 9457 problem+json rendering.
 //! - [`http`]: request plumbing shared by both functions (body limits, content types, routing).
-//! - [`model`]: the served model: decoding at init, predictions with vote shares and range warnings.
-//! - [`predict`]: the prediction request contract: parsing and validation with JSON pointers.
+//! - [`model`]: the served model: decoding at init, predictions (a class with its label and
+//!   scores, or a number) and range warnings, all as its manifest says.
+//! - [`predict`]: the prediction request contract the manifest implies: parsing and validation
+//!   with JSON pointers, rows as arrays in feature order or objects naming the features.
+//! - [`openapi`]: the model-dependent blocks of `openapi.yaml`, generated from the model.
 //! - [`auth`]: access tokens (EdDSA JWT issue and verification), signing keys, the client registry.
 //! - [`ratelimit`]: per-IP GCRA rate limiting with state in DynamoDB.
 //! - [`telemetry`]: JSON logs and the end of init.
@@ -26,6 +29,7 @@ pub mod config;
 pub mod frame;
 pub mod http;
 pub mod model;
+pub mod openapi;
 pub mod predict;
 pub mod problem;
 pub mod ratelimit;

@@ -1,142 +1,468 @@
-//! The prediction request contract: parsing and validation, with a JSON Pointer for every
-//! rejected value.
+//! The prediction request contract: parsing and validation against the served model's
+//! features, with a JSON Pointer for every rejected value.
 //!
-//! The body shape is the tutorial's (`{"data": [sepal_length, sepal_width, petal_length,
-//! petal_width]}`), so its clients work unchanged; what changes is that every value is
-//! checked. Parsing happens in two steps on purpose:
+//! Everything model-specific comes from the manifest ([`RequestSchema::new`]): how many values
+//! a row has, their names, and the values each may take (the manifest's allowed range; none:
+//! any finite number). A row is sent in one of two shapes:
 //!
-//! 1. The envelope is read key by key, so an unknown key and a repeated key are both rejected
+//! - an array in the manifest's feature order — the tutorial's shape, kept so its clients work
+//!   unchanged (`{"data": [5.1, 3.5, 1.4, 0.2]}`);
+//! - an object naming every feature exactly once (`{"data": {"sepal_length": 5.1, …}}`), for
+//!   clients that would rather not depend on an order. An unknown, missing or repeated name is
+//!   a 422 pointing at it.
+//!
+//! Parsing happens in two steps on purpose:
+//!
+//! 1. The body is read into [`Json`], a document type that keeps every member of an object in
+//!    order, a repeated key included, so an unknown key and a repeated key are both rejected
 //!    with a pointer to the key (`serde_json::Value` would silently keep the last copy of a
 //!    repeated key — a classic parser differential).
-//! 2. The feature values arrive as raw [`Value`]s and are checked one by one, so a response can
-//!    point at *every* bad value (`/instances/3/1`), not just the first one serde tripped over.
+//! 2. The values are checked one by one against their feature, so a response can point at
+//!    *every* bad value (`/instances/3/1`, `/data/petal_width`), not just the first one, and
+//!    each detail names the feature.
 //!
 //! Syntax errors (including numbers too large for an `f64`, such as `1e400`, which the JSON
 //! lexer itself refuses) are `400 Bad Request`; a well-formed body with wrong values is
 //! `422 Unprocessable Content`.
 
-use serde_json::Value;
+use std::collections::HashMap;
+
+use tree_model::{AllowedRange, Feature};
 
 use crate::problem::{ApiError, FieldError, FieldErrors};
 
-/// Number of features the model takes.
-pub const N_FEATURES: usize = 4;
 /// Largest accepted body, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most rows in one batch.
 pub const MAX_BATCH_ROWS: usize = 100;
-/// Accepted values are in `(0, MAX_FEATURE_CM]` centimetres.
-pub const MAX_FEATURE_CM: f64 = 100.0;
+/// Longest member name a problem repeats in a pointer. A longer unknown name is reported at its
+/// object instead: escaped (`/` is `~1`), a pointer can be twice the name, so quoting every
+/// name would let a request of long names buy an answer larger than itself.
+pub const MAX_QUOTED_NAME_BYTES: usize = 64;
 
-/// One validated feature row, in centimetres.
-pub type Row = [f64; N_FEATURES];
-
-/// The request envelope: a JSON object with exactly one known field.
-///
-/// Hand-written rather than derived so that an unknown or repeated key is reported with a
-/// pointer to that key (`/debug`), like every other validation error, and so that every
-/// offending key is listed, not only the first.
-struct Envelope {
-    field: Option<Value>,
-    errors: FieldErrors,
+/// A JSON document as the request parser reads it: like `serde_json::Value`, except that an
+/// object keeps every member in order, a repeated key included, and a number is already the
+/// `f64` it is served as (`Value::as_f64`'s conversion).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool,
+    Number(f64),
+    String,
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
 }
 
-struct EnvelopeVisitor(&'static str);
+impl Json {
+    /// What a message calls this kind of value.
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+}
 
-impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope;
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "an object with the field `{}`", self.0)
+        f.write_str("a JSON value")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
-        let mut envelope = Envelope {
-            field: None,
-            errors: FieldErrors::new(),
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+
+    #[allow(clippy::cast_precision_loss)] // exactly `Value::as_f64`'s conversion
+    fn visit_u64<E>(self, value: u64) -> Result<Json, E> {
+        Ok(Json::Number(value as f64))
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_i64<E>(self, value: i64) -> Result<Json, E> {
+        Ok(Json::Number(value as f64))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Json, E> {
+        Ok(Json::Number(value))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Json, E> {
+        Ok(Json::String)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Json>()? {
+            members.push((key, value));
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// Parses a body into a [`Json`] document: a syntax error is `400`, anything well-formed is
+/// a document.
+pub fn parse_json(body: &[u8]) -> Result<Json, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
+        detail: error.to_string(),
+    })
+}
+
+/// One feature as requests must give it.
+#[derive(Debug, Clone)]
+struct FeatureRule {
+    name: String,
+    /// `name` escaped as a JSON Pointer reference token.
+    token: String,
+    allowed: AllowedRange,
+    /// ` (cm)`, or empty.
+    unit: String,
+}
+
+impl FeatureRule {
+    /// Checks one value of this feature.
+    fn check(&self, value: &Json, pointer: &dyn Fn() -> String, errors: &mut FieldErrors) {
+        match value {
+            Json::Number(x) if self.allowed.contains(*x) => {}
+            Json::Number(x) => errors.push_with(|| {
+                FieldError::new(
+                    pointer(),
+                    format!(
+                        "{} must be {}{}, got {}",
+                        self.name,
+                        describe(&self.allowed),
+                        self.unit,
+                        number(*x)
+                    ),
+                )
+            }),
+            other => errors.push_with(|| {
+                FieldError::new(
+                    pointer(),
+                    format!("{} must be a number, got {}", self.name, other.kind()),
+                )
+            }),
+        }
+    }
+}
+
+/// The allowed range in words: `greater than 0 and at most 100`; `a finite number` when the
+/// manifest sets no bound.
+fn describe(allowed: &AllowedRange) -> String {
+    let low = match (allowed.exclusive_minimum, allowed.minimum) {
+        (Some(m), _) => Some(format!("greater than {}", number(m))),
+        (None, Some(m)) => Some(format!("at least {}", number(m))),
+        (None, None) => None,
+    };
+    let high = match (allowed.exclusive_maximum, allowed.maximum) {
+        (Some(m), _) => Some(format!("less than {}", number(m))),
+        (None, Some(m)) => Some(format!("at most {}", number(m))),
+        (None, None) => None,
+    };
+    match (low, high) {
+        (Some(low), Some(high)) => format!("{low} and {high}"),
+        (Some(bound), None) | (None, Some(bound)) => bound,
+        (None, None) => "a finite number".to_owned(),
+    }
+}
+
+/// Validated rows of a batch, row-major: `len() × width` values, each row in the manifest's
+/// feature order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    values: Vec<f64>,
+    width: usize,
+}
+
+impl Rows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Values per row (the model's feature count).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Every value, row after row (what the ensemble's batch path takes).
+    pub fn as_flat(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The rows.
+    pub fn iter(&self) -> std::slice::ChunksExact<'_, f64> {
+        self.values.chunks_exact(self.width.max(1))
+    }
+}
+
+/// What a prediction request must look like for one model: its features, in manifest order,
+/// each with the values it may take. Built once at init from the manifest.
+#[derive(Debug, Clone)]
+pub struct RequestSchema {
+    features: Vec<FeatureRule>,
+    by_name: HashMap<String, usize>,
+}
+
+impl RequestSchema {
+    /// The contract for a model with these features (the manifest's, in request order).
+    pub fn new(features: &[Feature]) -> RequestSchema {
+        let rules: Vec<FeatureRule> = features
+            .iter()
+            .map(|f| FeatureRule {
+                name: f.name.clone(),
+                token: escape_pointer(&f.name),
+                allowed: f.allowed(),
+                unit: f
+                    .unit
+                    .as_deref()
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let by_name = rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| (rule.name.clone(), index))
+            .collect();
+        RequestSchema {
+            features: rules,
+            by_name,
+        }
+    }
+
+    /// Values per row.
+    pub fn width(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Parses and validates a `POST /predict` body: one row.
+    pub fn parse_single(&self, body: &[u8]) -> Result<Vec<f64>, ApiError> {
+        let (field, mut errors) = envelope(parse_json(body)?, "data")?;
+        let mut row = Vec::with_capacity(self.width());
+        match field {
+            None => errors.push(FieldError::new("/data", "is required")),
+            Some(value) => self.check_row(&value, "/data", &mut errors, &mut row),
+        }
+        if errors.is_empty() {
+            Ok(row)
+        } else {
+            Err(errors.into_error())
+        }
+    }
+
+    /// Parses and validates a `POST /predict/batch` body: 1 to [`MAX_BATCH_ROWS`] rows. Any
+    /// invalid row rejects the whole request, with a pointer to every bad value.
+    pub fn parse_batch(&self, body: &[u8]) -> Result<Rows, ApiError> {
+        let (field, mut errors) = envelope(parse_json(body)?, "instances")?;
+        let instances = match field {
+            Some(Json::Array(rows)) if errors.is_empty() => rows,
+            Some(Json::Array(_)) => return Err(errors.into_error()),
+            None => {
+                errors.push(FieldError::new("/instances", "is required"));
+                return Err(errors.into_error());
+            }
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "/instances",
+                    format!("must be an array of rows, got {}", other.kind()),
+                ));
+                return Err(errors.into_error());
+            }
         };
-        while let Some(key) = map.next_key::<String>()? {
-            let pointer = format!("/{}", escape_pointer(&key));
-            if key == self.0 {
-                let value: Value = map.next_value()?;
-                if envelope.field.is_some() {
-                    // `serde_json::Value` would keep the last copy: a parser differential.
-                    envelope
-                        .errors
-                        .push(FieldError::new(pointer, "appears more than once"));
-                } else {
-                    envelope.field = Some(value);
-                }
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                envelope
-                    .errors
-                    .push(FieldError::new(pointer, "is not a known field"));
+        if instances.is_empty() {
+            return Err(invalid("/instances", "must contain at least 1 row"));
+        }
+        if instances.len() > MAX_BATCH_ROWS {
+            return Err(invalid(
+                "/instances",
+                format!(
+                    "must contain at most {MAX_BATCH_ROWS} rows, got {}",
+                    instances.len()
+                ),
+            ));
+        }
+        let mut values = Vec::with_capacity(instances.len() * self.width());
+        for (i, row) in instances.iter().enumerate() {
+            self.check_row(row, &format!("/instances/{i}"), &mut errors, &mut values);
+        }
+        if errors.is_empty() {
+            Ok(Rows {
+                values,
+                width: self.width(),
+            })
+        } else {
+            Err(errors.into_error())
+        }
+    }
+
+    /// Checks one row at `pointer`, pushing every problem found, and appends its values (in
+    /// feature order) to `out`. What `out` holds after an error is meaningless.
+    fn check_row(&self, value: &Json, pointer: &str, errors: &mut FieldErrors, out: &mut Vec<f64>) {
+        let start = out.len();
+        out.resize(start + self.width(), 0.0);
+        let slots = &mut out[start..];
+        match value {
+            Json::Array(items) => self.check_array(items, pointer, errors, slots),
+            Json::Object(members) => self.check_object(members, pointer, errors, slots),
+            other => errors.push_with(|| {
+                FieldError::new(
+                    pointer,
+                    format!(
+                        "must be an array of {} or an object naming every feature, got {}",
+                        numbers(self.width()),
+                        other.kind()
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// A row as an array: the features in manifest order.
+    fn check_array(
+        &self,
+        items: &[Json],
+        pointer: &str,
+        errors: &mut FieldErrors,
+        slots: &mut [f64],
+    ) {
+        if items.len() != self.width() {
+            errors.push_with(|| {
+                FieldError::new(
+                    pointer,
+                    format!(
+                        "must contain exactly {} (the features in order), got {}",
+                        numbers(self.width()),
+                        items.len()
+                    ),
+                )
+            });
+        }
+        for (i, item) in items.iter().enumerate() {
+            let item_pointer = || format!("{pointer}/{i}");
+            match (self.features.get(i), item) {
+                (Some(feature), _) => feature.check(item, &item_pointer, errors),
+                // Past the last feature: counted above, and pointed at when not even a number.
+                (None, Json::Number(_)) => {}
+                (None, other) => errors.push_with(|| {
+                    FieldError::new(
+                        item_pointer(),
+                        format!("must be a number, got {}", other.kind()),
+                    )
+                }),
+            }
+            if let (Some(slot), Json::Number(x)) = (slots.get_mut(i), item) {
+                *slot = *x;
             }
         }
-        Ok(envelope)
+    }
+
+    /// A row as an object: every feature by name, exactly once.
+    fn check_object(
+        &self,
+        members: &[(String, Json)],
+        pointer: &str,
+        errors: &mut FieldErrors,
+        slots: &mut [f64],
+    ) {
+        let mut seen = vec![false; self.width()];
+        for (name, value) in members {
+            let member = || format!("{pointer}/{}", escape_pointer(name));
+            let Some(&index) = self.by_name.get(name) else {
+                errors
+                    .push_with(|| unknown_member(pointer, name, "is not a feature of this model"));
+                continue;
+            };
+            if std::mem::replace(&mut seen[index], true) {
+                errors.push_with(|| FieldError::new(member(), "appears more than once"));
+                continue;
+            }
+            self.features[index].check(value, &member, errors);
+            if let Json::Number(x) = value {
+                slots[index] = *x;
+            }
+        }
+        for (feature, _) in self.features.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+            errors.push_with(|| {
+                FieldError::new(
+                    format!("{pointer}/{}", feature.token),
+                    format!(
+                        "is required: a row names each of the model's {} features",
+                        self.width()
+                    ),
+                )
+            });
+        }
     }
 }
 
-/// Escapes a key for use in a JSON Pointer (RFC 6901 §3).
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
-/// Parses and validates a `POST /predict` body.
-pub fn parse_single(body: &[u8]) -> Result<Row, ApiError> {
-    let Envelope { field, mut errors } = parse_envelope(body, "data")?;
-    let row = match field {
-        None => {
-            errors.push(FieldError::new("/data", "is required"));
-            None
-        }
-        Some(value) => check_row(&value, "/data", &mut errors),
-    };
-    match row {
-        Some(row) if errors.is_empty() => Ok(row),
-        _ => Err(errors.into_error()),
-    }
-}
-
-/// Parses and validates a `POST /predict/batch` body: 1 to [`MAX_BATCH_ROWS`] rows. Any
-/// invalid row rejects the whole request, with a pointer to every bad value.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<Row>, ApiError> {
-    let Envelope { field, mut errors } = parse_envelope(body, "instances")?;
-    let instances = match field {
-        Some(Value::Array(rows)) if errors.is_empty() => rows,
-        Some(Value::Array(_)) => return Err(errors.into_error()),
-        None => {
-            errors.push(FieldError::new("/instances", "is required"));
-            return Err(errors.into_error());
-        }
-        Some(_) => {
-            errors.push(FieldError::new("/instances", "must be an array of rows"));
-            return Err(errors.into_error());
-        }
-    };
-    if instances.is_empty() {
-        return Err(invalid("/instances", "must contain at least 1 row"));
-    }
-    if instances.len() > MAX_BATCH_ROWS {
+/// The body's top level: an object whose only member is `field`. Returns that member's value
+/// (when present) and the errors found so far: unknown and repeated members.
+fn envelope(document: Json, field: &'static str) -> Result<(Option<Json>, FieldErrors), ApiError> {
+    let Json::Object(members) = document else {
         return Err(invalid(
-            "/instances",
-            format!(
-                "must contain at most {MAX_BATCH_ROWS} rows, got {}",
-                instances.len()
-            ),
+            "",
+            format!("the body must be a JSON object with the field `{field}`"),
         ));
+    };
+    let mut value = None;
+    let mut errors = FieldErrors::new();
+    for (key, member) in members {
+        if key != field {
+            errors.push_with(|| unknown_member("", &key, "is not a known field"));
+        } else if value.is_some() {
+            // `serde_json::Value` would keep the last copy: a parser differential.
+            errors.push(FieldError::new(
+                format!("/{field}"),
+                "appears more than once",
+            ));
+        } else {
+            value = Some(member);
+        }
     }
-    let rows: Vec<Option<Row>> = instances
-        .iter()
-        .enumerate()
-        .map(|(i, value)| check_row(value, &format!("/instances/{i}"), &mut errors))
-        .collect();
-    if !errors.is_empty() {
-        return Err(errors.into_error());
+    Ok((value, errors))
+}
+
+/// The error for a member `name` of the object at `object` that should not be there: pointed
+/// at by name when the name is short enough to repeat, else at the object.
+fn unknown_member(object: &str, name: &str, detail: &str) -> FieldError {
+    if name.len() <= MAX_QUOTED_NAME_BYTES {
+        FieldError::new(format!("{object}/{}", escape_pointer(name)), detail)
+    } else {
+        FieldError::new(
+            object,
+            format!("has a member whose name ({} bytes) {detail}", name.len()),
+        )
     }
-    // No errors means every row was accepted.
-    Ok(rows.into_iter().flatten().collect())
 }
 
 fn invalid(pointer: &str, detail: impl Into<String>) -> ApiError {
@@ -145,71 +471,18 @@ fn invalid(pointer: &str, detail: impl Into<String>) -> ApiError {
     errors.into_error()
 }
 
-fn parse_envelope(body: &[u8], field: &'static str) -> Result<Envelope, ApiError> {
-    use serde::Deserializer as _;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let envelope = deserializer
-        .deserialize_map(EnvelopeVisitor(field))
-        .and_then(|envelope| deserializer.end().map(|()| envelope));
-    envelope.map_err(|error| {
-        if error.is_data() {
-            // Well-formed JSON of the wrong shape: `null`, an array, a number.
-            invalid(
-                "",
-                format!("the body must be a JSON object with the field `{field}`"),
-            )
-        } else {
-            ApiError::MalformedJson {
-                detail: error.to_string(),
-            }
-        }
-    })
+/// Escapes a key for use in a JSON Pointer (RFC 6901 §3).
+pub fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Checks one row at `pointer`, pushing every problem found. Returns the row when it is valid.
-fn check_row(value: &Value, pointer: &str, errors: &mut FieldErrors) -> Option<Row> {
-    let Value::Array(items) = value else {
-        errors.push(FieldError::new(
-            pointer,
-            format!("must be an array of {N_FEATURES} numbers"),
-        ));
-        return None;
-    };
-    let before = errors.len();
-    if items.len() != N_FEATURES {
-        errors.push(FieldError::new(
-            pointer,
-            format!(
-                "must contain exactly {N_FEATURES} numbers, got {}",
-                items.len()
-            ),
-        ));
+/// `1 number`, `4 numbers`.
+fn numbers(n: usize) -> String {
+    if n == 1 {
+        "1 number".to_owned()
+    } else {
+        format!("{n} numbers")
     }
-    let mut row = [0.0; N_FEATURES];
-    for (i, item) in items.iter().enumerate() {
-        let item_pointer = || format!("{pointer}/{i}");
-        match item.as_f64() {
-            None => errors.push_with(|| FieldError::new(item_pointer(), "must be a number")),
-            Some(x) if !x.is_finite() => {
-                errors.push_with(|| FieldError::new(item_pointer(), "must be a finite number"))
-            }
-            Some(x) if x <= 0.0 || x > MAX_FEATURE_CM => errors.push_with(|| {
-                FieldError::new(
-                    item_pointer(),
-                    format!(
-                        "must be greater than 0 and at most {MAX_FEATURE_CM} (centimetres), got {}",
-                        number(x)
-                    ),
-                )
-            }),
-            Some(x) => {
-                if let Some(slot) = row.get_mut(i) {
-                    *slot = x;
-                }
-            }
-        }
-    }
-    (errors.len() == before).then_some(row)
 }
 
 /// A client's number as messages quote it: plain decimals for ordinary magnitudes, exponent
@@ -224,197 +497,4 @@ pub fn number(x: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_numbers_stay_short_whatever_the_value() {
-        assert_eq!(number(5e-324), "5e-324");
-        assert_eq!(number(-5e-324), "-5e-324");
-        assert_eq!(number(1e300), "1e300");
-        assert_eq!(number(150.0), "150");
-        assert_eq!(number(-1.5), "-1.5");
-        assert_eq!(number(0.1), "0.1");
-        assert_eq!(number(0.0), "0");
-        for x in [
-            f64::MIN_POSITIVE,
-            f64::MAX,
-            -f64::MAX,
-            1.0 / 3.0,
-            123_456_789.123,
-            1e-5,
-        ] {
-            assert!(number(x).len() <= 24, "{x}: {}", number(x));
-        }
-    }
-
-    #[test]
-    fn a_batch_of_tiny_values_gets_a_short_answer() {
-        let row = "[-5e-324, -5e-324, -5e-324, -5e-324]";
-        let body = format!("{{\"instances\": [{}]}}", vec![row; 100].join(","));
-        let problem = format!("{:?}", parse_batch(body.as_bytes()).unwrap_err());
-        // One error per value (400 at most) with the value quoted briefly: bounded by the row
-        // and feature limits, not by how the client spells its numbers.
-        assert!(problem.contains("got -5e-324"), "{problem:.300}");
-        assert!(problem.len() < 64 * 1024, "{} bytes", problem.len());
-    }
-
-    fn errors_of(result: Result<impl std::fmt::Debug, ApiError>) -> Vec<FieldError> {
-        match result {
-            Err(ApiError::Validation { errors, .. }) => errors,
-            other => panic!("expected a validation error, got {other:?}"),
-        }
-    }
-
-    fn pointers(errors: &[FieldError]) -> Vec<&str> {
-        errors.iter().map(|e| e.pointer.as_str()).collect()
-    }
-
-    #[test]
-    fn accepts_the_tutorial_request_shape() {
-        assert_eq!(
-            parse_single(br#"{"data": [5.1, 3.5, 1.4, 0.2]}"#).unwrap(),
-            [5.1, 3.5, 1.4, 0.2]
-        );
-    }
-
-    #[test]
-    fn accepts_integers_and_the_upper_bound() {
-        assert_eq!(
-            parse_single(br#"{"data": [5, 3, 1, 100]}"#).unwrap(),
-            [5.0, 3.0, 1.0, 100.0]
-        );
-    }
-
-    #[test]
-    fn rejects_wrong_counts_with_a_pointer_to_data() {
-        for body in [
-            &br#"{"data": [1, 2, 3]}"#[..],
-            br#"{"data": [1, 2, 3, 4, 5]}"#,
-            br#"{"data": []}"#,
-        ] {
-            let errors = errors_of(parse_single(body));
-            assert_eq!(pointers(&errors), ["/data"]);
-            assert!(errors[0].detail.contains("exactly 4"));
-        }
-    }
-
-    #[test]
-    fn points_at_every_non_numeric_value() {
-        let errors = errors_of(parse_single(
-            br#"{"data": ["5.1", 3.5, "NaN", "Infinity"]}"#,
-        ));
-        assert_eq!(pointers(&errors), ["/data/0", "/data/2", "/data/3"]);
-    }
-
-    #[test]
-    fn rejects_zero_negative_and_too_large_values() {
-        let errors = errors_of(parse_single(br#"{"data": [0, -1.5, 100.01, 2]}"#));
-        assert_eq!(pointers(&errors), ["/data/0", "/data/1", "/data/2"]);
-    }
-
-    #[test]
-    fn rejects_nested_arrays_and_nulls() {
-        let errors = errors_of(parse_single(br#"{"data": [[1], 2, null, {"a": 1}]}"#));
-        assert_eq!(pointers(&errors), ["/data/0", "/data/2", "/data/3"]);
-        let errors = errors_of(parse_single(br#"{"data": null}"#));
-        assert_eq!(pointers(&errors), ["/data"]);
-        let errors = errors_of(parse_single(br#"{"data": "5.1,3.5,1.4,0.2"}"#));
-        assert_eq!(pointers(&errors), ["/data"]);
-    }
-
-    #[test]
-    fn rejects_missing_unknown_and_duplicate_fields() {
-        assert_eq!(pointers(&errors_of(parse_single(br#"{}"#))), ["/data"]);
-        let errors = errors_of(parse_single(
-            br#"{"data": [1, 2, 3, 4], "debug": true, "a/b": 1}"#,
-        ));
-        assert_eq!(pointers(&errors), ["/debug", "/a~1b"]);
-        let errors = errors_of(parse_single(
-            br#"{"data": [1, 2, 3, 4], "data": [5, 6, 7, 8]}"#,
-        ));
-        assert_eq!(pointers(&errors), ["/data"]);
-        assert!(errors[0].detail.contains("more than once"), "{errors:?}");
-        let errors = errors_of(parse_batch(
-            br#"{"instances": [[1, 2, 3, 4]], "instances": []}"#,
-        ));
-        assert_eq!(pointers(&errors), ["/instances"]);
-    }
-
-    #[test]
-    fn rejects_non_object_bodies_as_unprocessable() {
-        for body in [&b"null"[..], b"[5.1, 3.5, 1.4, 0.2]", b"42", b"\"data\""] {
-            assert_eq!(pointers(&errors_of(parse_single(body))), [""]);
-        }
-    }
-
-    #[test]
-    fn rejects_syntax_errors_and_overflowing_numbers_as_malformed() {
-        for body in [
-            &b"{"[..],
-            b"not json",
-            br#"{"data": [1e400, 1, 1, 1]}"#,
-            br#"{"data": [NaN, 1, 1, 1]}"#,
-        ] {
-            assert!(
-                matches!(parse_single(body), Err(ApiError::MalformedJson { .. })),
-                "{body:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn batch_accepts_one_to_one_hundred_rows() {
-        let one = parse_batch(br#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#).unwrap();
-        assert_eq!(one.len(), 1);
-        let rows = vec!["[6.3, 3.3, 6.0, 2.5]"; MAX_BATCH_ROWS].join(",");
-        let hundred = parse_batch(format!(r#"{{"instances": [{rows}]}}"#).as_bytes()).unwrap();
-        assert_eq!(hundred.len(), MAX_BATCH_ROWS);
-    }
-
-    #[test]
-    fn batch_rejects_empty_and_oversized_batches() {
-        assert_eq!(
-            pointers(&errors_of(parse_batch(br#"{"instances": []}"#))),
-            ["/instances"]
-        );
-        let rows = vec!["[1, 1, 1, 1]"; MAX_BATCH_ROWS + 1].join(",");
-        let errors = errors_of(parse_batch(
-            format!(r#"{{"instances": [{rows}]}}"#).as_bytes(),
-        ));
-        assert_eq!(pointers(&errors), ["/instances"]);
-        assert!(errors[0].detail.contains("at most 100"));
-    }
-
-    #[test]
-    fn batch_points_at_every_bad_value_in_every_row() {
-        let body =
-            br#"{"instances": [[5.1, 3.5, 1.4, 0.2], [1, "x", 1, 1], [1, 1, 1], [0, 1, 1, -1]]}"#;
-        let errors = errors_of(parse_batch(body));
-        assert_eq!(
-            pointers(&errors),
-            [
-                "/instances/1/1",
-                "/instances/2",
-                "/instances/3/0",
-                "/instances/3/3"
-            ]
-        );
-    }
-
-    #[test]
-    fn batch_rejects_a_row_that_is_not_an_array() {
-        let errors = errors_of(parse_batch(br#"{"instances": [5.1, 3.5, 1.4, 0.2]}"#));
-        assert_eq!(
-            pointers(&errors),
-            [
-                "/instances/0",
-                "/instances/1",
-                "/instances/2",
-                "/instances/3"
-            ]
-        );
-        let errors = errors_of(parse_batch(br#"{"instances": {"0": [1, 1, 1, 1]}}"#));
-        assert_eq!(pointers(&errors), ["/instances"]);
-    }
-}
+mod tests;

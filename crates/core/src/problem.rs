@@ -37,11 +37,19 @@ impl FieldError {
 /// of quota. The rest are counted in `detail`.
 pub const MAX_LISTED_ERRORS: usize = 20;
 
-/// Field errors as a validator finds them: the first [`MAX_LISTED_ERRORS`] kept, the rest only
-/// counted (and never even formatted, with [`FieldErrors::push_with`]).
+/// The most bytes of pointers and details one problem lists. Twenty errors of the usual size
+/// (`/instances/99/3` and a sentence naming the feature) fit; long feature names from a
+/// manifest, or long member names a client chose, end the list sooner, so the bound on an
+/// error answer does not depend on the model served or on what a client sends.
+pub const MAX_LISTED_BYTES: usize = 2560;
+
+/// Field errors as a validator finds them: the first [`MAX_LISTED_ERRORS`] kept (fewer if their
+/// text passes [`MAX_LISTED_BYTES`]; the first is always kept), the rest only counted (and
+/// never even formatted, with [`FieldErrors::push_with`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldErrors {
     listed: Vec<FieldError>,
+    listed_bytes: usize,
     omitted: usize,
 }
 
@@ -57,9 +65,18 @@ impl FieldErrors {
 
     /// Adds the error `make` builds, calling it only if the error will be listed.
     pub fn push_with(&mut self, make: impl FnOnce() -> FieldError) {
-        if self.listed.len() < MAX_LISTED_ERRORS {
-            self.listed.push(make());
+        if self.listed.len() >= MAX_LISTED_ERRORS || self.listed_bytes >= MAX_LISTED_BYTES {
+            self.omitted += 1;
+            return;
+        }
+        let error = make();
+        let size = error.pointer.len() + error.detail.len();
+        if self.listed.is_empty() || self.listed_bytes + size <= MAX_LISTED_BYTES {
+            self.listed_bytes += size;
+            self.listed.push(error);
         } else {
+            // The list ends here, in order: a later, shorter error is counted too.
+            self.listed_bytes = MAX_LISTED_BYTES;
             self.omitted += 1;
         }
     }
@@ -97,10 +114,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body is not valid JSON: {detail}")]
     MalformedJson { detail: String },
-    #[error("the request body has invalid values{}", omitted_note(*.omitted))]
+    #[error("the request body has invalid values{}", omitted_note(errors.len(), *.omitted))]
     Validation {
         errors: Vec<FieldError>,
-        /// Errors beyond [`MAX_LISTED_ERRORS`], counted but not listed.
+        /// Errors beyond [`MAX_LISTED_ERRORS`] or [`MAX_LISTED_BYTES`], counted but not listed.
         omitted: usize,
     },
     #[error("the request carries no bearer token")]
@@ -121,10 +138,10 @@ pub enum ApiError {
     Unavailable { retry_after: u64 },
 }
 
-fn omitted_note(omitted: usize) -> String {
+fn omitted_note(listed: usize, omitted: usize) -> String {
     match omitted {
         0 => String::new(),
-        n => format!("; the first {MAX_LISTED_ERRORS} are listed, {n} more are not"),
+        n => format!("; the first {listed} are listed, {n} more are not"),
     }
 }
 
@@ -315,6 +332,40 @@ mod tests {
             "{body}"
         );
         assert!(body.to_string().len() < 4_096);
+    }
+
+    #[test]
+    fn long_errors_end_the_list_sooner_and_are_counted() {
+        let mut errors = FieldErrors::new();
+        let long = "x".repeat(1_000);
+        for i in 0..10 {
+            errors.push(FieldError::new(format!("/data/{i}"), long.clone()));
+        }
+        errors.push(FieldError::new(
+            "/data/10",
+            "short, but after the list ended",
+        ));
+        let response = errors.into_error().into_response();
+        let body = body_json(&response);
+        assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("the first 2 are listed, 9 more are not"),
+            "{body}"
+        );
+        assert!(body.to_string().len() < 4_096);
+    }
+
+    #[test]
+    fn the_first_error_is_listed_however_long() {
+        let mut errors = FieldErrors::new();
+        errors.push(FieldError::new("/data", "y".repeat(5_000)));
+        assert!(matches!(
+            errors.into_error(),
+            ApiError::Validation { errors, omitted: 0 } if errors.len() == 1
+        ));
     }
 
     #[test]

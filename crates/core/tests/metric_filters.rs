@@ -3,8 +3,10 @@
 //!
 //! The filter patterns are evaluated here by a small reading of CloudWatch's JSON pattern
 //! syntax — `{ $.field OP value }` terms joined by `&&` or `||` (`&&` binding tighter), with
-//! `=`, `!=`, `>`, `>=`, `<`, `<=` against a quoted string or a number. A pattern outside that
-//! subset fails the test, so the filters cannot grow past what is checked.
+//! `=`, `!=`, `>`, `>=`, `<`, `<=` against a quoted string (where `*` matches any run of
+//! characters, so `"*"` is any string: the field exists) or a number. A term on a field the
+//! line lacks does not match. A pattern outside that subset fails the test, so the filters
+//! cannot grow past what is checked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -89,7 +91,7 @@ fn term_matches(line: &Value, term: &str) -> bool {
         return false;
     };
     if let Some(text) = literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        let equal = value.as_str() == Some(text);
+        let equal = value.as_str().is_some_and(|value| glob(text, value));
         return match op {
             "=" => equal,
             "!=" => !equal,
@@ -110,6 +112,19 @@ fn term_matches(line: &Value, term: &str) -> bool {
         "<" => actual < number,
         "<=" => actual <= number,
         _ => unreachable!(),
+    }
+}
+
+/// Whether `text` matches `pattern`, in which `*` stands for any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (0..=text.len() - head.len())
+                    .filter(|&skip| text.is_char_boundary(head.len() + skip))
+                    .any(|skip| glob(tail, &text[head.len() + skip..]))
+        }
     }
 }
 
@@ -189,8 +204,10 @@ const ADMIT: Option<Decision> = Some(Decision::Limiter(Outcome::Admitted));
 
 #[test]
 fn the_predict_functions_metrics_count_what_they_say() {
-    let single = [("setosa".to_owned(), 1)];
-    let mixed = [("setosa".to_owned(), 2), ("virginica".to_owned(), 1)];
+    let single = [(Some("spam".to_owned()), 1)];
+    let mixed = [(Some("spam".to_owned()), 2), (Some("ham".to_owned()), 1)];
+    // A regressor's batch: its rows are counted, under no label.
+    let values = [(None, 5)];
     let records = [
         AccessRecord {
             predictions: &single,
@@ -198,6 +215,10 @@ fn the_predict_functions_metrics_count_what_they_say() {
         },
         AccessRecord {
             predictions: &mixed,
+            ..record("/predict/batch", 200, ADMIT)
+        },
+        AccessRecord {
+            predictions: &values,
             ..record("/predict/batch", 200, ADMIT)
         },
         record("/predict", 429, Some(Decision::Limiter(Outcome::Refused))),
@@ -228,12 +249,13 @@ fn the_predict_functions_metrics_count_what_they_say() {
     let measured = metrics("PredictLogs", &lines(&records));
     let expected: BTreeMap<String, f64> = [
         ("Latency[route=/predict]", 12.0),
-        ("Latency[route=/predict/batch]", 2.0),
+        ("Latency[route=/predict/batch]", 4.0),
         ("Latency[route=/model]", 2.0),
         ("Latency[route=/health]", 2.0),
         ("Latency[route=unmatched]", 4.0),
-        ("Predictions[label=setosa]", 3.0),
-        ("Predictions[label=virginica]", 1.0),
+        ("Predictions", 9.0),
+        ("Predictions[label=spam]", 3.0),
+        ("Predictions[label=ham]", 1.0),
         ("RateLimitRefusals", 1.0),
         ("RateLimitShadowRefusals", 1.0),
         ("DynamoDbErrors", 2.0),

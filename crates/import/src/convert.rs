@@ -337,6 +337,9 @@ struct LegacyNodes<'a> {
     values: FloatTensor,
 }
 
+/// Where each `(tree id, node id)` of a legacy node is in its `nodes_*` arrays.
+type NodeIndex = HashMap<(i64, i64), usize>;
+
 /// The `class_*` / `target_*` arrays: weights at the leaves.
 struct LegacyWeights {
     prefix: &'static str,
@@ -413,7 +416,26 @@ impl<'a> LegacyNodes<'a> {
         outputs_name: &str,
     ) -> Result<(Vec<Vec<NodeSpec>>, Option<u32>), ImportError> {
         let node = attrs.node();
-        let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(self.modes.len());
+        let (index, tree_order) = self.index(node)?;
+        let leaf_weights = weights.by_node(&index, n_outputs, outputs_name, node)?;
+        let mut build = LegacyBuild {
+            nodes: self,
+            node,
+            index,
+            leaf_weights,
+            visited: vec![false; self.modes.len()],
+            max_feature: None,
+        };
+        let trees = tree_order
+            .iter()
+            .map(|&tree| build.tree(tree))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((trees, build.max_feature))
+    }
+
+    /// The position of each `(tree id, node id)`, and the tree ids in order of appearance.
+    fn index(&self, node: &str) -> Result<(NodeIndex, Vec<i64>), ImportError> {
+        let mut index: NodeIndex = HashMap::with_capacity(self.modes.len());
         let mut seen_trees = std::collections::HashSet::new();
         let mut tree_order = Vec::new();
         for i in 0..self.modes.len() {
@@ -434,128 +456,123 @@ impl<'a> LegacyNodes<'a> {
                 tree_order.len()
             )));
         }
-        // Leaf weights in attribute order, per node.
-        let mut leaf_weights: HashMap<usize, Vec<(u32, f64)>> = HashMap::new();
-        for i in 0..weights.ids.len() {
-            let key = (weights.treeids[i], weights.nodeids[i]);
-            let target = match index.get(&key) {
-                Some(&target) => target,
+        Ok((index, tree_order))
+    }
+}
+
+/// The trees of one legacy node being built: where each node is, the leaf weights not placed
+/// yet, the nodes already placed, and the largest feature seen.
+struct LegacyBuild<'a, 'n> {
+    nodes: &'a LegacyNodes<'n>,
+    node: &'a str,
+    index: NodeIndex,
+    leaf_weights: HashMap<usize, Vec<(u32, f64)>>,
+    visited: Vec<bool>,
+    max_feature: Option<u32>,
+}
+
+impl LegacyBuild<'_, '_> {
+    /// One tree, breadth first from its node 0.
+    fn tree(&mut self, tree: i64) -> Result<Vec<NodeSpec>, ImportError> {
+        let node = self.node;
+        let root = *self.index.get(&(tree, 0)).ok_or_else(|| {
+            ImportError::Invalid(format!(
+                "tree {tree} has no node 0 (its root) on node {node}"
+            ))
+        })?;
+        let mut out: Vec<NodeSpec> = Vec::new();
+        let mut queue = VecDeque::from([(root, 0usize)]);
+        out.push(NodeSpec::Leaf {
+            weights: Vec::new(),
+        });
+        while let Some((i, slot)) = queue.pop_front() {
+            if std::mem::replace(&mut self.visited[i], true) {
+                return Err(ImportError::Invalid(format!(
+                    "node {} of tree {tree} is reached twice (the node links do not form a tree) on node {node}",
+                    self.nodes.nodeids[i]
+                )));
+            }
+            let mode = parse_mode(&self.nodes.modes[i]).ok_or_else(|| {
+                ImportError::Unsupported(format!(
+                    "`nodes_modes[{i}]` = {:?} on node {node}",
+                    self.nodes.modes[i]
+                ))
+            })?;
+            let spec = match mode {
+                None => self.leaf(i, tree)?,
+                Some(mode) => self.branch(i, tree, mode, &mut out, &mut queue)?,
+            };
+            out[slot] = spec;
+        }
+        Ok(out)
+    }
+
+    /// Node `i`, a leaf: the weights that name it.
+    fn leaf(&mut self, i: usize, tree: i64) -> Result<NodeSpec, ImportError> {
+        let weights = self.leaf_weights.remove(&i).unwrap_or_default();
+        if weights.is_empty() {
+            return Err(ImportError::Invalid(format!(
+                "leaf {} of tree {tree} has no weight on node {}",
+                self.nodes.nodeids[i], self.node
+            )));
+        }
+        Ok(NodeSpec::Leaf { weights })
+    }
+
+    /// Node `i`, a branch: its children get slots at the end of `out` and join the queue.
+    fn branch(
+        &mut self,
+        i: usize,
+        tree: i64,
+        mode: Mode,
+        out: &mut Vec<NodeSpec>,
+        queue: &mut VecDeque<(usize, usize)>,
+    ) -> Result<NodeSpec, ImportError> {
+        let node = self.node;
+        let nodes = self.nodes;
+        let threshold = nodes.values.values[i];
+        if threshold.is_nan() {
+            return Err(ImportError::Invalid(format!(
+                "`nodes_values[{i}]` (tree {tree}, node {}) is NaN on node {node}",
+                nodes.nodeids[i]
+            )));
+        }
+        let feature = u32::try_from(nodes.featureids[i])
+            .ok()
+            .filter(|&f| (f as usize) < MAX_FEATURES)
+            .ok_or_else(|| {
+                ImportError::Invalid(format!(
+                    "`nodes_featureids[{i}]` = {} is out of range on node {node}",
+                    nodes.featureids[i]
+                ))
+            })?;
+        self.max_feature = self.max_feature.max(Some(feature));
+        let mut child = |id: i64, name: &str| -> Result<u32, ImportError> {
+            let target = match self.index.get(&(tree, id)) {
+                Some(&t) => t,
                 None => {
                     return Err(ImportError::Invalid(format!(
-                        "`{}_nodeids[{i}]` names node {} of tree {}, which does not exist on node {node}",
-                        weights.prefix, key.1, key.0
+                        "`{name}[{i}]` = {id} names no node of tree {tree} on node {node}"
                     )));
                 }
             };
-            let id = weights.ids[i];
-            if id < 0 || id as usize >= n_outputs {
-                return Err(ImportError::Invalid(format!(
-                    "`{}_ids[{i}]` = {id} is out of range for {n_outputs} {outputs_name} on node {node}",
-                    weights.prefix
-                )));
-            }
-            let weight = weights.weights[i];
-            if !weight.is_finite() {
-                return Err(ImportError::Invalid(format!(
-                    "`{}_weights[{i}]` is not finite on node {node}",
-                    weights.prefix
-                )));
-            }
-            leaf_weights
-                .entry(target)
-                .or_default()
-                .push((id as u32, weight));
-        }
-
-        let mut max_feature: Option<u32> = None;
-        let mut visited = vec![false; self.modes.len()];
-        let mut trees = Vec::with_capacity(tree_order.len());
-        for &tree in &tree_order {
-            let root = *index.get(&(tree, 0)).ok_or_else(|| {
-                ImportError::Invalid(format!(
-                    "tree {tree} has no node 0 (its root) on node {node}"
-                ))
-            })?;
-            let mut out: Vec<NodeSpec> = Vec::new();
-            let mut queue = VecDeque::from([(root, 0usize)]);
+            let position = out.len();
             out.push(NodeSpec::Leaf {
                 weights: Vec::new(),
             });
-            while let Some((i, slot)) = queue.pop_front() {
-                if std::mem::replace(&mut visited[i], true) {
-                    return Err(ImportError::Invalid(format!(
-                        "node {} of tree {tree} is reached twice (the node links do not form a tree) on node {node}",
-                        self.nodeids[i]
-                    )));
-                }
-                let mode = parse_mode(&self.modes[i]).ok_or_else(|| {
-                    ImportError::Unsupported(format!(
-                        "`nodes_modes[{i}]` = {:?} on node {node}",
-                        self.modes[i]
-                    ))
-                })?;
-                let spec = match mode {
-                    None => {
-                        let weights = leaf_weights.remove(&i).unwrap_or_default();
-                        if weights.is_empty() {
-                            return Err(ImportError::Invalid(format!(
-                                "leaf {} of tree {tree} has no weight on node {node}",
-                                self.nodeids[i]
-                            )));
-                        }
-                        NodeSpec::Leaf { weights }
-                    }
-                    Some(mode) => {
-                        let threshold = self.values.values[i];
-                        if threshold.is_nan() {
-                            return Err(ImportError::Invalid(format!(
-                                "`nodes_values[{i}]` (tree {tree}, node {}) is NaN on node {node}",
-                                self.nodeids[i]
-                            )));
-                        }
-                        let feature = u32::try_from(self.featureids[i])
-                            .ok()
-                            .filter(|&f| (f as usize) < MAX_FEATURES)
-                            .ok_or_else(|| {
-                                ImportError::Invalid(format!(
-                                    "`nodes_featureids[{i}]` = {} is out of range on node {node}",
-                                    self.featureids[i]
-                                ))
-                            })?;
-                        max_feature = max_feature.max(Some(feature));
-                        let mut child = |id: i64, name: &str| -> Result<u32, ImportError> {
-                            let target = match index.get(&(tree, id)) {
-                                Some(&t) => t,
-                                None => {
-                                    return Err(ImportError::Invalid(format!(
-                                        "`{name}[{i}]` = {id} names no node of tree {tree} on node {node}"
-                                    )));
-                                }
-                            };
-                            let position = out.len();
-                            out.push(NodeSpec::Leaf {
-                                weights: Vec::new(),
-                            });
-                            queue.push_back((target, position));
-                            Ok(position as u32)
-                        };
-                        let true_child = child(self.truenodeids[i], "nodes_truenodeids")?;
-                        let false_child = child(self.falsenodeids[i], "nodes_falsenodeids")?;
-                        NodeSpec::Branch {
-                            feature,
-                            mode,
-                            threshold,
-                            missing_tracks_true: self.missing.get(i) == Some(&1),
-                            true_child,
-                            false_child,
-                        }
-                    }
-                };
-                out[slot] = spec;
-            }
-            trees.push(out);
-        }
-        Ok((trees, max_feature))
+            queue.push_back((target, position));
+            Ok(position as u32)
+        };
+        let true_child = child(nodes.truenodeids[i], "nodes_truenodeids")?;
+        let false_child = child(nodes.falsenodeids[i], "nodes_falsenodeids")?;
+        Ok(NodeSpec::Branch {
+            feature,
+            mode,
+            threshold,
+            missing_tracks_true: nodes.missing.get(i) == Some(&1),
+            true_child,
+            false_child,
+        })
     }
 }
 
@@ -596,6 +613,49 @@ impl LegacyWeights {
         })
     }
 
+    /// Leaf weights in attribute order, per node position (`index`), each checked: a node
+    /// that exists, an output in range, a finite weight.
+    fn by_node(
+        &self,
+        index: &NodeIndex,
+        n_outputs: usize,
+        outputs_name: &str,
+        node: &str,
+    ) -> Result<HashMap<usize, Vec<(u32, f64)>>, ImportError> {
+        let mut leaf_weights: HashMap<usize, Vec<(u32, f64)>> = HashMap::new();
+        for i in 0..self.ids.len() {
+            let key = (self.treeids[i], self.nodeids[i]);
+            let target = match index.get(&key) {
+                Some(&target) => target,
+                None => {
+                    return Err(ImportError::Invalid(format!(
+                        "`{}_nodeids[{i}]` names node {} of tree {}, which does not exist on node {node}",
+                        self.prefix, key.1, key.0
+                    )));
+                }
+            };
+            let id = self.ids[i];
+            if id < 0 || id as usize >= n_outputs {
+                return Err(ImportError::Invalid(format!(
+                    "`{}_ids[{i}]` = {id} is out of range for {n_outputs} {outputs_name} on node {node}",
+                    self.prefix
+                )));
+            }
+            let weight = self.weights[i];
+            if !weight.is_finite() {
+                return Err(ImportError::Invalid(format!(
+                    "`{}_weights[{i}]` is not finite on node {node}",
+                    self.prefix
+                )));
+            }
+            leaf_weights
+                .entry(target)
+                .or_default()
+                .push((id as u32, weight));
+        }
+        Ok(leaf_weights)
+    }
+
     /// The class every weight names, when they all name the same one.
     fn single_class(&self) -> Option<i64> {
         let first = *self.ids.first()?;
@@ -634,7 +694,27 @@ fn tree_ensemble(
             "tree_roots",
         ],
     )?;
-    let label = attrs.node().to_owned();
+    let (aggregate, post_transform) = ensemble_options(&attrs)?;
+    let nodes = OpsetNodes::read(&attrs)?;
+    let (trees, max_feature) = nodes.trees()?;
+    Ok(Converted {
+        spec: EnsembleSpec {
+            n_features: feature_count(&attrs, n_features, max_feature)?,
+            task: Task::Regression,
+            precision,
+            aggregate,
+            post_transform,
+            base_values: Vec::new(),
+            trees,
+        },
+        labels: Vec::new(),
+    })
+}
+
+/// A `TreeEnsemble` node's target count, aggregate and post-transform, and the absence of set
+/// membership: what this importer supports of the operator besides its trees.
+fn ensemble_options(attrs: &Attributes<'_>) -> Result<(Aggregate, PostTransform), ImportError> {
+    let label = attrs.node();
     let n_targets = attrs
         .int("n_targets")?
         .ok_or_else(|| ImportError::Invalid(format!("node {label} has no `n_targets`")))?;
@@ -664,7 +744,7 @@ fn tree_ensemble(
         }
     };
     if let Some(members) = attrs.tensor("membership_values")?
-        && !float_tensor(members, "membership_values", &label)?
+        && !float_tensor(members, "membership_values", label)?
             .values
             .is_empty()
     {
@@ -672,77 +752,238 @@ fn tree_ensemble(
             "`membership_values` on node {label}: set membership (BRANCH_MEMBER) is not supported"
         )));
     }
-    let tensor = |name: &str| {
-        attrs
-            .tensor(name)?
-            .ok_or_else(|| ImportError::Invalid(format!("node {label} has no `{name}`")))
-    };
-    let splits = float_tensor(tensor("nodes_splits")?, "nodes_splits", &label)?;
-    let modes = u8_tensor(tensor("nodes_modes")?, "nodes_modes", &label)?;
-    let leaf_weights = float_tensor(tensor("leaf_weights")?, "leaf_weights", &label)?;
-    let featureids = attrs.ints("nodes_featureids")?;
-    let truenodeids = attrs.ints("nodes_truenodeids")?;
-    let falsenodeids = attrs.ints("nodes_falsenodeids")?;
-    let trueleafs = attrs.ints("nodes_trueleafs")?;
-    let falseleafs = attrs.ints("nodes_falseleafs")?;
-    let missing = attrs.ints("nodes_missing_value_tracks_true")?;
-    let roots = attrs.ints("tree_roots")?;
-    let leaf_targets = attrs.ints("leaf_targetids")?;
-    let n = featureids.len();
-    if n > MAX_NODES || leaf_targets.len() > MAX_NODES {
-        return Err(ImportError::Unsupported(format!(
-            "node {label} has more than the {MAX_NODES} tree nodes allowed"
-        )));
+    Ok((aggregate, post_transform))
+}
+
+/// The `nodes_*`, `leaf_*` and `tree_roots` arrays of a `TreeEnsemble` node, their lengths
+/// checked against each other.
+struct OpsetNodes<'a> {
+    label: String,
+    splits: FloatTensor,
+    modes: Vec<u8>,
+    leaf_weights: FloatTensor,
+    featureids: &'a [i64],
+    truenodeids: &'a [i64],
+    falsenodeids: &'a [i64],
+    trueleafs: &'a [i64],
+    falseleafs: &'a [i64],
+    missing: &'a [i64],
+    roots: &'a [i64],
+    leaf_targets: &'a [i64],
+}
+
+impl<'a> OpsetNodes<'a> {
+    fn read(attrs: &Attributes<'a>) -> Result<Self, ImportError> {
+        let label = attrs.node().to_owned();
+        let tensor = |name: &str| {
+            attrs
+                .tensor(name)?
+                .ok_or_else(|| ImportError::Invalid(format!("node {label} has no `{name}`")))
+        };
+        let nodes = OpsetNodes {
+            splits: float_tensor(tensor("nodes_splits")?, "nodes_splits", &label)?,
+            modes: u8_tensor(tensor("nodes_modes")?, "nodes_modes", &label)?,
+            leaf_weights: float_tensor(tensor("leaf_weights")?, "leaf_weights", &label)?,
+            featureids: attrs.ints("nodes_featureids")?,
+            truenodeids: attrs.ints("nodes_truenodeids")?,
+            falsenodeids: attrs.ints("nodes_falsenodeids")?,
+            trueleafs: attrs.ints("nodes_trueleafs")?,
+            falseleafs: attrs.ints("nodes_falseleafs")?,
+            missing: attrs.ints("nodes_missing_value_tracks_true")?,
+            roots: attrs.ints("tree_roots")?,
+            leaf_targets: attrs.ints("leaf_targetids")?,
+            label,
+        };
+        nodes.check_lengths()?;
+        Ok(nodes)
     }
-    if roots.is_empty() || roots.len() > MAX_TREES {
-        return Err(ImportError::Invalid(format!(
-            "node {label} has {} trees (1 to {MAX_TREES} are supported)",
-            roots.len()
-        )));
-    }
-    for (name, len) in [
-        ("nodes_splits", splits.values.len()),
-        ("nodes_modes", modes.len()),
-        ("nodes_truenodeids", truenodeids.len()),
-        ("nodes_falsenodeids", falsenodeids.len()),
-        ("nodes_trueleafs", trueleafs.len()),
-        ("nodes_falseleafs", falseleafs.len()),
-    ] {
-        if len != n {
-            return Err(ImportError::Invalid(format!(
-                "inconsistent node arrays on node {label}: `{name}` has {len} entries, `nodes_featureids` {n}"
+
+    fn check_lengths(&self) -> Result<(), ImportError> {
+        let label = &self.label;
+        let n = self.featureids.len();
+        if n > MAX_NODES || self.leaf_targets.len() > MAX_NODES {
+            return Err(ImportError::Unsupported(format!(
+                "node {label} has more than the {MAX_NODES} tree nodes allowed"
             )));
         }
+        if self.roots.is_empty() || self.roots.len() > MAX_TREES {
+            return Err(ImportError::Invalid(format!(
+                "node {label} has {} trees (1 to {MAX_TREES} are supported)",
+                self.roots.len()
+            )));
+        }
+        for (name, len) in [
+            ("nodes_splits", self.splits.values.len()),
+            ("nodes_modes", self.modes.len()),
+            ("nodes_truenodeids", self.truenodeids.len()),
+            ("nodes_falsenodeids", self.falsenodeids.len()),
+            ("nodes_trueleafs", self.trueleafs.len()),
+            ("nodes_falseleafs", self.falseleafs.len()),
+        ] {
+            if len != n {
+                return Err(ImportError::Invalid(format!(
+                    "inconsistent node arrays on node {label}: `{name}` has {len} entries, `nodes_featureids` {n}"
+                )));
+            }
+        }
+        if !self.missing.is_empty() && self.missing.len() != n {
+            return Err(ImportError::Invalid(format!(
+                "inconsistent node arrays on node {label}: `nodes_missing_value_tracks_true` has {} entries, `nodes_featureids` {n}",
+                self.missing.len()
+            )));
+        }
+        if self.leaf_weights.values.len() != self.leaf_targets.len() {
+            return Err(ImportError::Invalid(format!(
+                "inconsistent leaf arrays on node {label}: `leaf_weights` has {} entries, `leaf_targetids` {}",
+                self.leaf_weights.values.len(),
+                self.leaf_targets.len()
+            )));
+        }
+        Ok(())
     }
-    if !missing.is_empty() && missing.len() != n {
-        return Err(ImportError::Invalid(format!(
-            "inconsistent node arrays on node {label}: `nodes_missing_value_tracks_true` has {} entries, `nodes_featureids` {n}",
-            missing.len()
-        )));
+
+    /// Every tree, from its root in `tree_roots`, breadth first. Returns the trees and the
+    /// largest feature used.
+    fn trees(&self) -> Result<(Vec<Vec<NodeSpec>>, Option<u32>), ImportError> {
+        let n = self.featureids.len();
+        let mut visited = vec![false; n];
+        let mut max_feature: Option<u32> = None;
+        let mut trees = Vec::with_capacity(self.roots.len());
+        for (t, &root) in self.roots.iter().enumerate() {
+            let root = usize::try_from(root)
+                .ok()
+                .filter(|&r| r < n)
+                .ok_or_else(|| {
+                    ImportError::Invalid(format!(
+                        "`tree_roots[{t}]` = {root} names no node on node {}",
+                        self.label
+                    ))
+                })?;
+            let mut out = vec![NodeSpec::Leaf {
+                weights: Vec::new(),
+            }];
+            let mut queue = VecDeque::from([(root, 0usize)]);
+            while let Some((i, slot)) = queue.pop_front() {
+                if std::mem::replace(&mut visited[i], true) {
+                    return Err(ImportError::Invalid(format!(
+                        "interior node {i} is reached twice (the node links do not form trees) on node {}",
+                        self.label
+                    )));
+                }
+                let (spec, feature) = self.branch(i, &mut out, &mut queue)?;
+                max_feature = max_feature.max(Some(feature));
+                out[slot] = spec;
+            }
+            trees.push(out);
+        }
+        Ok((trees, max_feature))
     }
-    if leaf_weights.values.len() != leaf_targets.len() {
-        return Err(ImportError::Invalid(format!(
-            "inconsistent leaf arrays on node {label}: `leaf_weights` has {} entries, `leaf_targetids` {}",
-            leaf_weights.values.len(),
-            leaf_targets.len()
-        )));
+
+    /// Interior node `i` and the feature it reads; its children get slots at the end of `out`
+    /// (a leaf child is placed at once, an interior one joins the queue).
+    fn branch(
+        &self,
+        i: usize,
+        out: &mut Vec<NodeSpec>,
+        queue: &mut VecDeque<(usize, usize)>,
+    ) -> Result<(NodeSpec, u32), ImportError> {
+        let label = &self.label;
+        let mode = self.mode(i)?;
+        let threshold = self.splits.values[i];
+        if threshold.is_nan() {
+            return Err(ImportError::Invalid(format!(
+                "`nodes_splits[{i}]` is NaN on node {label}"
+            )));
+        }
+        let feature = u32::try_from(self.featureids[i])
+            .ok()
+            .filter(|&f| (f as usize) < MAX_FEATURES)
+            .ok_or_else(|| {
+                ImportError::Invalid(format!(
+                    "`nodes_featureids[{i}]` = {} is out of range on node {label}",
+                    self.featureids[i]
+                ))
+            })?;
+        let mut children = [0u32; 2];
+        for (c, (ids, leafs, name)) in [
+            (self.truenodeids, self.trueleafs, "nodes_truenodeids"),
+            (self.falsenodeids, self.falseleafs, "nodes_falsenodeids"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let position = out.len();
+            children[c] = position as u32;
+            if leafs[i] == 1 {
+                out.push(self.leaf(ids[i], name, i)?);
+            } else {
+                let target = usize::try_from(ids[i])
+                    .ok()
+                    .filter(|&p| p < self.featureids.len())
+                    .ok_or_else(|| {
+                        ImportError::Invalid(format!(
+                            "`{name}[{i}]` = {} names no node on node {label}",
+                            ids[i]
+                        ))
+                    })?;
+                out.push(NodeSpec::Leaf {
+                    weights: Vec::new(),
+                });
+                queue.push_back((target, position));
+            }
+        }
+        let spec = NodeSpec::Branch {
+            feature,
+            mode,
+            threshold,
+            missing_tracks_true: self.missing.get(i) == Some(&1),
+            true_child: children[0],
+            false_child: children[1],
+        };
+        Ok((spec, feature))
     }
-    let leaf = |index: i64, name: &str, i: usize| -> Result<NodeSpec, ImportError> {
+
+    fn mode(&self, i: usize) -> Result<Mode, ImportError> {
+        Ok(match self.modes[i] {
+            0 => Mode::Leq,
+            1 => Mode::Lt,
+            2 => Mode::Gte,
+            3 => Mode::Gt,
+            4 => Mode::Eq,
+            5 => Mode::Neq,
+            6 => {
+                return Err(ImportError::Unsupported(format!(
+                    "`nodes_modes[{i}]` = BRANCH_MEMBER on node {}: set membership is not supported",
+                    self.label
+                )));
+            }
+            other => {
+                return Err(ImportError::Invalid(format!(
+                    "`nodes_modes[{i}]` = {other} is not a mode on node {}",
+                    self.label
+                )));
+            }
+        })
+    }
+
+    /// The leaf at `index` of the `leaf_*` arrays (named by `name[i]`): one weight, target 0.
+    fn leaf(&self, index: i64, name: &str, i: usize) -> Result<NodeSpec, ImportError> {
+        let label = &self.label;
         let position = usize::try_from(index)
             .ok()
-            .filter(|&p| p < leaf_targets.len())
+            .filter(|&p| p < self.leaf_targets.len())
             .ok_or_else(|| {
                 ImportError::Invalid(format!(
                     "`{name}[{i}]` = {index} names no leaf on node {label}"
                 ))
             })?;
-        if leaf_targets[position] != 0 {
+        if self.leaf_targets[position] != 0 {
             return Err(ImportError::Invalid(format!(
                 "`leaf_targetids[{position}]` = {} is out of range for 1 target on node {label}",
-                leaf_targets[position]
+                self.leaf_targets[position]
             )));
         }
-        let weight = leaf_weights.values[position];
+        let weight = self.leaf_weights.values[position];
         if !weight.is_finite() {
             return Err(ImportError::Invalid(format!(
                 "`leaf_weights[{position}]` is not finite on node {label}"
@@ -751,114 +992,5 @@ fn tree_ensemble(
         Ok(NodeSpec::Leaf {
             weights: vec![(0, weight)],
         })
-    };
-
-    let mut visited = vec![false; n];
-    let mut max_feature: Option<u32> = None;
-    let mut trees = Vec::with_capacity(roots.len());
-    for (t, &root) in roots.iter().enumerate() {
-        let root = usize::try_from(root)
-            .ok()
-            .filter(|&r| r < n)
-            .ok_or_else(|| {
-                ImportError::Invalid(format!(
-                    "`tree_roots[{t}]` = {root} names no node on node {label}"
-                ))
-            })?;
-        let mut out = vec![NodeSpec::Leaf {
-            weights: Vec::new(),
-        }];
-        let mut queue = VecDeque::from([(root, 0usize)]);
-        while let Some((i, slot)) = queue.pop_front() {
-            if std::mem::replace(&mut visited[i], true) {
-                return Err(ImportError::Invalid(format!(
-                    "interior node {i} is reached twice (the node links do not form trees) on node {label}"
-                )));
-            }
-            let mode = match modes[i] {
-                0 => Mode::Leq,
-                1 => Mode::Lt,
-                2 => Mode::Gte,
-                3 => Mode::Gt,
-                4 => Mode::Eq,
-                5 => Mode::Neq,
-                6 => {
-                    return Err(ImportError::Unsupported(format!(
-                        "`nodes_modes[{i}]` = BRANCH_MEMBER on node {label}: set membership is not supported"
-                    )));
-                }
-                other => {
-                    return Err(ImportError::Invalid(format!(
-                        "`nodes_modes[{i}]` = {other} is not a mode on node {label}"
-                    )));
-                }
-            };
-            let threshold = splits.values[i];
-            if threshold.is_nan() {
-                return Err(ImportError::Invalid(format!(
-                    "`nodes_splits[{i}]` is NaN on node {label}"
-                )));
-            }
-            let feature = u32::try_from(featureids[i])
-                .ok()
-                .filter(|&f| (f as usize) < MAX_FEATURES)
-                .ok_or_else(|| {
-                    ImportError::Invalid(format!(
-                        "`nodes_featureids[{i}]` = {} is out of range on node {label}",
-                        featureids[i]
-                    ))
-                })?;
-            max_feature = max_feature.max(Some(feature));
-            let mut children = [0u32; 2];
-            for (c, (ids, leafs, name)) in [
-                (truenodeids, trueleafs, "nodes_truenodeids"),
-                (falsenodeids, falseleafs, "nodes_falsenodeids"),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let position = out.len();
-                children[c] = position as u32;
-                if leafs[i] == 1 {
-                    out.push(leaf(ids[i], name, i)?);
-                } else {
-                    let target =
-                        usize::try_from(ids[i])
-                            .ok()
-                            .filter(|&p| p < n)
-                            .ok_or_else(|| {
-                                ImportError::Invalid(format!(
-                                    "`{name}[{i}]` = {} names no node on node {label}",
-                                    ids[i]
-                                ))
-                            })?;
-                    out.push(NodeSpec::Leaf {
-                        weights: Vec::new(),
-                    });
-                    queue.push_back((target, position));
-                }
-            }
-            out[slot] = NodeSpec::Branch {
-                feature,
-                mode,
-                threshold,
-                missing_tracks_true: missing.get(i) == Some(&1),
-                true_child: children[0],
-                false_child: children[1],
-            };
-        }
-        trees.push(out);
     }
-    Ok(Converted {
-        spec: EnsembleSpec {
-            n_features: feature_count(&attrs, n_features, max_feature)?,
-            task: Task::Regression,
-            precision,
-            aggregate,
-            post_transform,
-            base_values: Vec::new(),
-            trees,
-        },
-        labels: Vec::new(),
-    })
 }

@@ -42,248 +42,34 @@ pub(crate) struct Plan<'a> {
     pub(crate) transform: Option<PostTransform>,
 }
 
-/// Finds the ensemble and checks every other node of `graph`.
+/// Finds the ensemble and checks every other node of `graph`, in steps: the ensemble node,
+/// the graph input (precision and width), the path from the input to the ensemble, then
+/// everything after it (the label passed on, the scores with their folds), and finally that no
+/// node is left over and every path applies the same folds.
 pub(crate) fn plan(graph: &GraphProto) -> Result<Plan<'_>, ImportError> {
     let initializers: HashMap<&str, &TensorProto> = graph
         .initializer
         .iter()
         .filter_map(|t| Some((t.name.as_deref()?, t)))
         .collect();
+    let ensemble = find_ensemble(graph)?;
+    let input = graph_input(graph, &initializers)?;
+    let mut walk = Walk::new(graph, initializers, ensemble);
+    let precision = walk.trace_input(ensemble, &input)?;
 
-    let ensembles: Vec<&NodeProto> = graph
-        .node
-        .iter()
-        .filter(|n| {
-            ENSEMBLE_OPS.contains(&n.op_type.as_deref().unwrap_or(""))
-                && n.domain.as_deref() == Some("ai.onnx.ml")
-        })
-        .collect();
-    let ensemble = match ensembles.as_slice() {
-        [one] => *one,
-        [] => {
-            let mut ops: Vec<&str> = graph
-                .node
-                .iter()
-                .map(|n| n.op_type.as_deref().unwrap_or("?"))
-                .collect();
-            ops.sort_unstable();
-            ops.dedup();
-            return Err(ImportError::Graph(format!(
-                "no TreeEnsembleClassifier, TreeEnsembleRegressor or TreeEnsemble node in domain ai.onnx.ml (the graph has: {})",
-                if ops.is_empty() {
-                    "no nodes".to_owned()
-                } else {
-                    ops.join(", ")
-                }
-            )));
-        }
-        _ => {
-            return Err(ImportError::Graph(format!(
-                "{} tree-ensemble nodes; one model per file is supported",
-                ensembles.len()
-            )));
-        }
-    };
-
-    // The real inputs (old files also list initializers as inputs).
-    let inputs: Vec<_> = graph
-        .input
-        .iter()
-        .filter(|i| !initializers.contains_key(i.name.as_deref().unwrap_or("")))
-        .collect();
-    let [input] = inputs.as_slice() else {
-        return Err(ImportError::Graph(format!(
-            "the graph has {} inputs; a tree ensemble takes exactly one feature tensor",
-            inputs.len()
-        )));
-    };
-    let input_name = input.name.as_deref().unwrap_or("");
-    let tensor_type = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(TypeValue::TensorType(t)) => t,
-        _ => {
-            return Err(ImportError::Graph(format!(
-                "graph input `{input_name}` is not a tensor"
-            )));
-        }
-    };
-    let elem = tensor_type.elem_type.unwrap_or(0);
-    let mut precision = if elem == DataType::Float as i32 {
-        Precision::F32
-    } else if elem == DataType::Double as i32 {
-        Precision::F64
-    } else {
-        return Err(ImportError::Graph(format!(
-            "graph input `{input_name}` has element type {}; FLOAT or DOUBLE features are supported",
-            type_name(elem)
-        )));
-    };
-    let n_features = match tensor_type.shape.as_ref().map(|s| s.dim.as_slice()) {
-        Some([_, last]) => match last.value {
-            Some(Dim::DimValue(n)) if n > 0 => Some(n as usize),
-            _ => None,
-        },
-        Some(dims) if dims.len() != 2 => {
-            return Err(ImportError::Graph(format!(
-                "graph input `{input_name}` has {} dimensions; a [rows, features] matrix is expected",
-                dims.len()
-            )));
-        }
-        _ => None,
-    };
-
-    let producers: HashMap<&str, &NodeProto> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
-        .collect();
-    let mut accounted: HashSet<*const NodeProto> = HashSet::from([ensemble as *const _]);
-
-    // Backwards from the ensemble's input to the graph input, through Identity and Cast only.
-    let mut tensor =
-        ensemble.input.first().map(String::as_str).ok_or_else(|| {
-            ImportError::Graph(format!("node {} has no input", node_label(ensemble)))
-        })?;
-    while tensor != input_name {
-        let Some(&producer) = producers.get(tensor) else {
-            return Err(ImportError::Graph(format!(
-                "tensor `{tensor}` feeding the tree ensemble is neither the graph input nor produced by a node (missing input)"
-            )));
-        };
-        match producer.op_type.as_deref() {
-            Some("Identity") => {}
-            Some("Cast") => {
-                let to = producer
-                    .attribute
-                    .iter()
-                    .find(|a| a.name.as_deref() == Some("to"))
-                    .and_then(|a| a.i)
-                    .unwrap_or(0);
-                if to == i64::from(DataType::Float as i32) {
-                    precision = Precision::F32;
-                } else if to != i64::from(DataType::Double as i32) {
-                    return Err(ImportError::Graph(format!(
-                        "node {} casts the features to {} before the tree ensemble",
-                        node_label(producer),
-                        type_name(to as i32)
-                    )));
-                }
-            }
-            _ => {
-                return Err(ImportError::Graph(format!(
-                    "node {} transforms the features before the tree ensemble; only Identity and Cast may",
-                    node_label(producer)
-                )));
-            }
-        }
-        accounted.insert(producer as *const _);
-        tensor = producer.input.first().map(String::as_str).unwrap_or("");
-    }
-
-    // Forwards from the ensemble's outputs.
-    let consumers: HashMap<&str, Vec<&NodeProto>> =
-        graph.node.iter().fold(HashMap::new(), |mut map, n| {
-            for i in &n.input {
-                map.entry(i.as_str()).or_default().push(n);
-            }
-            map
-        });
     let classifier = ensemble.op_type.as_deref() == Some("TreeEnsembleClassifier");
     let (label, scores) = if classifier {
         (ensemble.output.first(), ensemble.output.get(1))
     } else {
         (None, ensemble.output.first())
     };
-    let graph_outputs: HashSet<&str> = graph
-        .output
-        .iter()
-        .filter_map(|o| o.name.as_deref())
-        .collect();
     let mut reaches_output = false;
-
-    // The label may only be passed on or cast (our class is the ensemble's own choice).
     if let Some(label) = label {
-        let mut queue = VecDeque::from([label.as_str()]);
-        while let Some(tensor) = queue.pop_front() {
-            reaches_output |= graph_outputs.contains(tensor);
-            for &node in consumers.get(tensor).into_iter().flatten() {
-                if !matches!(node.op_type.as_deref(), Some("Identity" | "Cast")) {
-                    return Err(ImportError::Graph(format!(
-                        "node {} changes the predicted label; only Identity and Cast may follow it",
-                        node_label(node)
-                    )));
-                }
-                accounted.insert(node as *const _);
-                queue.extend(node.output.iter().map(String::as_str));
-            }
-        }
+        reaches_output |= walk.check_label(label)?;
     }
-
-    // The scores: pass-through nodes, Mul by 1, and folded Add / Sigmoid / Softmax. Every path
-    // to a graph output must apply the same folds.
     let mut folds_at_outputs: Vec<(Vec<f64>, Option<PostTransform>)> = Vec::new();
     if let Some(scores) = scores {
-        let mut queue = VecDeque::from([(scores.as_str(), Vec::<f64>::new(), None)]);
-        while let Some((tensor, added, transform)) = queue.pop_front() {
-            if graph_outputs.contains(tensor) {
-                reaches_output = true;
-                folds_at_outputs.push((added.clone(), transform));
-            }
-            for &node in consumers.get(tensor).into_iter().flatten() {
-                accounted.insert(node as *const _);
-                let label = node_label(node);
-                let constant = || -> Result<Vec<f64>, ImportError> {
-                    let other = node
-                        .input
-                        .iter()
-                        .find(|i| i.as_str() != tensor)
-                        .and_then(|i| initializers.get(i.as_str()))
-                        .ok_or_else(|| {
-                            ImportError::Graph(format!(
-                                "node {label} combines the scores with a tensor that is not a constant"
-                            ))
-                        })?;
-                    Ok(float_tensor(other, "value", &label)?.values)
-                };
-                let (added, transform) = match node.op_type.as_deref().unwrap_or("") {
-                    op if PASS_THROUGH.contains(&op) => (added.clone(), transform),
-                    "Mul" => {
-                        if constant()?.iter().any(|&v| v != 1.0) {
-                            return Err(ImportError::Graph(format!(
-                                "node {label} multiplies the scores by a value other than 1"
-                            )));
-                        }
-                        (added.clone(), transform)
-                    }
-                    "Add" if transform.is_none() => {
-                        let c = constant()?;
-                        let sum = if added.is_empty() {
-                            c
-                        } else if c.len() == added.len() {
-                            added.iter().zip(&c).map(|(a, b)| a + b).collect()
-                        } else {
-                            return Err(ImportError::Graph(format!(
-                                "node {label} adds constants of another shape"
-                            )));
-                        };
-                        (sum, None)
-                    }
-                    "Sigmoid" if transform.is_none() => {
-                        (added.clone(), Some(PostTransform::Logistic))
-                    }
-                    "Softmax" if transform.is_none() => {
-                        (added.clone(), Some(PostTransform::Softmax))
-                    }
-                    _ => {
-                        return Err(ImportError::Graph(format!(
-                            "node {label} after the tree ensemble is not supported"
-                        )));
-                    }
-                };
-                for output in &node.output {
-                    queue.push_back((output.as_str(), added.clone(), transform));
-                }
-            }
-        }
+        reaches_output |= walk.fold_scores(scores, &mut folds_at_outputs)?;
     }
     if !reaches_output {
         return Err(ImportError::Graph(
@@ -293,7 +79,7 @@ pub(crate) fn plan(graph: &GraphProto) -> Result<Plan<'_>, ImportError> {
     if let Some(node) = graph
         .node
         .iter()
-        .find(|n| !accounted.contains(&(*n as *const _)))
+        .find(|n| !walk.accounted.contains(&(*n as *const _)))
     {
         return Err(ImportError::Graph(format!(
             "node {} is not on the tree ensemble's path",
@@ -312,8 +98,302 @@ pub(crate) fn plan(graph: &GraphProto) -> Result<Plan<'_>, ImportError> {
     Ok(Plan {
         ensemble,
         precision,
-        n_features,
+        n_features: input.n_features,
         added,
         transform,
     })
+}
+
+/// The one tree-ensemble node of the graph.
+fn find_ensemble(graph: &GraphProto) -> Result<&NodeProto, ImportError> {
+    let ensembles: Vec<&NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| {
+            ENSEMBLE_OPS.contains(&n.op_type.as_deref().unwrap_or(""))
+                && n.domain.as_deref() == Some("ai.onnx.ml")
+        })
+        .collect();
+    match ensembles.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let mut ops: Vec<&str> = graph
+                .node
+                .iter()
+                .map(|n| n.op_type.as_deref().unwrap_or("?"))
+                .collect();
+            ops.sort_unstable();
+            ops.dedup();
+            Err(ImportError::Graph(format!(
+                "no TreeEnsembleClassifier, TreeEnsembleRegressor or TreeEnsemble node in domain ai.onnx.ml (the graph has: {})",
+                if ops.is_empty() {
+                    "no nodes".to_owned()
+                } else {
+                    ops.join(", ")
+                }
+            )))
+        }
+        _ => Err(ImportError::Graph(format!(
+            "{} tree-ensemble nodes; one model per file is supported",
+            ensembles.len()
+        ))),
+    }
+}
+
+/// The graph's feature input, as declared.
+struct Input<'a> {
+    name: &'a str,
+    /// FLOAT (F32) or DOUBLE (F64) elements.
+    precision: Precision,
+    /// The feature count, when the shape gives it.
+    n_features: Option<usize>,
+}
+
+/// The graph's one real input (old files also list initializers as inputs): a FLOAT or
+/// DOUBLE matrix.
+fn graph_input<'a>(
+    graph: &'a GraphProto,
+    initializers: &HashMap<&str, &TensorProto>,
+) -> Result<Input<'a>, ImportError> {
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains_key(i.name.as_deref().unwrap_or("")))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(ImportError::Graph(format!(
+            "the graph has {} inputs; a tree ensemble takes exactly one feature tensor",
+            inputs.len()
+        )));
+    };
+    let name = input.name.as_deref().unwrap_or("");
+    let tensor_type = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(TypeValue::TensorType(t)) => t,
+        _ => {
+            return Err(ImportError::Graph(format!(
+                "graph input `{name}` is not a tensor"
+            )));
+        }
+    };
+    let elem = tensor_type.elem_type.unwrap_or(0);
+    let precision = if elem == DataType::Float as i32 {
+        Precision::F32
+    } else if elem == DataType::Double as i32 {
+        Precision::F64
+    } else {
+        return Err(ImportError::Graph(format!(
+            "graph input `{name}` has element type {}; FLOAT or DOUBLE features are supported",
+            type_name(elem)
+        )));
+    };
+    let n_features = match tensor_type.shape.as_ref().map(|s| s.dim.as_slice()) {
+        Some([_, last]) => match last.value {
+            Some(Dim::DimValue(n)) if n > 0 => Some(n as usize),
+            _ => None,
+        },
+        Some(dims) if dims.len() != 2 => {
+            return Err(ImportError::Graph(format!(
+                "graph input `{name}` has {} dimensions; a [rows, features] matrix is expected",
+                dims.len()
+            )));
+        }
+        _ => None,
+    };
+    Ok(Input {
+        name,
+        precision,
+        n_features,
+    })
+}
+
+/// The graph's wiring, and the nodes already shown to belong on the ensemble's path.
+struct Walk<'a> {
+    initializers: HashMap<&'a str, &'a TensorProto>,
+    producers: HashMap<&'a str, &'a NodeProto>,
+    consumers: HashMap<&'a str, Vec<&'a NodeProto>>,
+    graph_outputs: HashSet<&'a str>,
+    accounted: HashSet<*const NodeProto>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(
+        graph: &'a GraphProto,
+        initializers: HashMap<&'a str, &'a TensorProto>,
+        ensemble: &'a NodeProto,
+    ) -> Self {
+        let producers = graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+            .collect();
+        let consumers = graph.node.iter().fold(HashMap::new(), |mut map, n| {
+            for i in &n.input {
+                map.entry(i.as_str()).or_insert_with(Vec::new).push(n);
+            }
+            map
+        });
+        let graph_outputs = graph
+            .output
+            .iter()
+            .filter_map(|o| o.name.as_deref())
+            .collect();
+        Walk {
+            initializers,
+            producers,
+            consumers,
+            graph_outputs,
+            accounted: HashSet::from([ensemble as *const _]),
+        }
+    }
+
+    /// Backwards from the ensemble's input to the graph input, through Identity and Cast only.
+    /// Returns the precision the ensemble sees: a Cast to FLOAT on the way rounds to float32.
+    fn trace_input(
+        &mut self,
+        ensemble: &NodeProto,
+        input: &Input<'_>,
+    ) -> Result<Precision, ImportError> {
+        let mut precision = input.precision;
+        let mut tensor = ensemble.input.first().map(String::as_str).ok_or_else(|| {
+            ImportError::Graph(format!("node {} has no input", node_label(ensemble)))
+        })?;
+        while tensor != input.name {
+            let Some(&producer) = self.producers.get(tensor) else {
+                return Err(ImportError::Graph(format!(
+                    "tensor `{tensor}` feeding the tree ensemble is neither the graph input nor produced by a node (missing input)"
+                )));
+            };
+            match producer.op_type.as_deref() {
+                Some("Identity") => {}
+                Some("Cast") => {
+                    let to = producer
+                        .attribute
+                        .iter()
+                        .find(|a| a.name.as_deref() == Some("to"))
+                        .and_then(|a| a.i)
+                        .unwrap_or(0);
+                    if to == i64::from(DataType::Float as i32) {
+                        precision = Precision::F32;
+                    } else if to != i64::from(DataType::Double as i32) {
+                        return Err(ImportError::Graph(format!(
+                            "node {} casts the features to {} before the tree ensemble",
+                            node_label(producer),
+                            type_name(to as i32)
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(ImportError::Graph(format!(
+                        "node {} transforms the features before the tree ensemble; only Identity and Cast may",
+                        node_label(producer)
+                    )));
+                }
+            }
+            self.accounted.insert(producer as *const _);
+            tensor = producer.input.first().map(String::as_str).unwrap_or("");
+        }
+        Ok(precision)
+    }
+
+    /// The label may only be passed on or cast (our class is the ensemble's own choice).
+    /// Returns whether it reaches a graph output.
+    fn check_label(&mut self, label: &str) -> Result<bool, ImportError> {
+        let mut reaches_output = false;
+        let mut queue = VecDeque::from([label]);
+        while let Some(tensor) = queue.pop_front() {
+            reaches_output |= self.graph_outputs.contains(tensor);
+            for &node in self.consumers.get(tensor).into_iter().flatten() {
+                if !matches!(node.op_type.as_deref(), Some("Identity" | "Cast")) {
+                    return Err(ImportError::Graph(format!(
+                        "node {} changes the predicted label; only Identity and Cast may follow it",
+                        node_label(node)
+                    )));
+                }
+                self.accounted.insert(node as *const _);
+                queue.extend(node.output.iter().map(String::as_str));
+            }
+        }
+        Ok(reaches_output)
+    }
+
+    /// The scores: pass-through nodes, Mul by 1, and folded Add / Sigmoid / Softmax. Pushes
+    /// the folds of every path that reaches a graph output (they must all be the same) and
+    /// returns whether one does.
+    fn fold_scores(
+        &mut self,
+        scores: &str,
+        folds_at_outputs: &mut Vec<(Vec<f64>, Option<PostTransform>)>,
+    ) -> Result<bool, ImportError> {
+        let mut reaches_output = false;
+        let mut queue = VecDeque::from([(scores, Vec::<f64>::new(), None)]);
+        while let Some((tensor, added, transform)) = queue.pop_front() {
+            if self.graph_outputs.contains(tensor) {
+                reaches_output = true;
+                folds_at_outputs.push((added.clone(), transform));
+            }
+            for &node in self.consumers.get(tensor).into_iter().flatten() {
+                self.accounted.insert(node as *const _);
+                let (added, transform) = self.fold(node, tensor, &added, transform)?;
+                for output in &node.output {
+                    queue.push_back((output.as_str(), added.clone(), transform));
+                }
+            }
+        }
+        Ok(reaches_output)
+    }
+
+    /// What `node`, applied to the scores in `tensor`, adds to the folds so far.
+    fn fold(
+        &self,
+        node: &NodeProto,
+        tensor: &str,
+        added: &[f64],
+        transform: Option<PostTransform>,
+    ) -> Result<(Vec<f64>, Option<PostTransform>), ImportError> {
+        let label = node_label(node);
+        let constant = || -> Result<Vec<f64>, ImportError> {
+            let other = node
+                .input
+                .iter()
+                .find(|i| i.as_str() != tensor)
+                .and_then(|i| self.initializers.get(i.as_str()))
+                .ok_or_else(|| {
+                    ImportError::Graph(format!(
+                        "node {label} combines the scores with a tensor that is not a constant"
+                    ))
+                })?;
+            Ok(float_tensor(other, "value", &label)?.values)
+        };
+        Ok(match node.op_type.as_deref().unwrap_or("") {
+            op if PASS_THROUGH.contains(&op) => (added.to_vec(), transform),
+            "Mul" => {
+                if constant()?.iter().any(|&v| v != 1.0) {
+                    return Err(ImportError::Graph(format!(
+                        "node {label} multiplies the scores by a value other than 1"
+                    )));
+                }
+                (added.to_vec(), transform)
+            }
+            "Add" if transform.is_none() => {
+                let c = constant()?;
+                let sum = if added.is_empty() {
+                    c
+                } else if c.len() == added.len() {
+                    added.iter().zip(&c).map(|(a, b)| a + b).collect()
+                } else {
+                    return Err(ImportError::Graph(format!(
+                        "node {label} adds constants of another shape"
+                    )));
+                };
+                (sum, None)
+            }
+            "Sigmoid" if transform.is_none() => (added.to_vec(), Some(PostTransform::Logistic)),
+            "Softmax" if transform.is_none() => (added.to_vec(), Some(PostTransform::Softmax)),
+            _ => {
+                return Err(ImportError::Graph(format!(
+                    "node {label} after the tree ensemble is not supported"
+                )));
+            }
+        })
+    }
 }

@@ -17,7 +17,7 @@ use secure_ml_core::auth::{SCOPE_PREDICT, SCOPE_PROBA, Verifier};
 use secure_ml_core::frame::route::{Route as Entry, Routes};
 use secure_ml_core::frame::{Call, Frame};
 use secure_ml_core::model::{PredictionView, ServedModel};
-use secure_ml_core::predict::{MAX_BODY_BYTES, parse_batch, parse_single};
+use secure_ml_core::predict::MAX_BODY_BYTES;
 use secure_ml_core::problem::{ApiError, json_response};
 use secure_ml_core::ratelimit::{Group, RateLimiter};
 use serde::Serialize;
@@ -65,24 +65,30 @@ pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
 /// `POST /predict`: one row, one unit of quota.
 async fn predict(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiError> {
     let claims = call.authorize(&deps.verifier, SCOPE_PREDICT).await?;
-    let row = parse_single(call.json_body(MAX_BODY_BYTES)?)?;
+    let row = deps
+        .model
+        .request()
+        .parse_single(call.json_body(MAX_BODY_BYTES)?)?;
     call.charge(&deps.limiter, Group::Predict(claims.tier), 1)
         .await?;
     let prediction = deps.model.predict(&row, claims.has_scope(SCOPE_PROBA));
-    call.count_prediction(&prediction.label);
+    call.count_prediction(prediction.label);
     Ok(json_response(StatusCode::OK, &prediction))
 }
 
 #[derive(Serialize)]
 struct BatchResponse<'a> {
-    predictions: Vec<PredictionView>,
+    predictions: Vec<PredictionView<'a>>,
     model_version: &'a str,
 }
 
 /// `POST /predict/batch`: N rows cost N units, so batching cannot multiply the quota.
 async fn batch(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiError> {
     let claims = call.authorize(&deps.verifier, SCOPE_PREDICT).await?;
-    let rows = parse_batch(call.json_body(MAX_BODY_BYTES)?)?;
+    let rows = deps
+        .model
+        .request()
+        .parse_batch(call.json_body(MAX_BODY_BYTES)?)?;
     let cost = u32::try_from(rows.len()).unwrap_or(u32::MAX);
     call.charge(&deps.limiter, Group::Predict(claims.tier), cost)
         .await?;
@@ -90,7 +96,7 @@ async fn batch(deps: &Deps, call: &mut Call<'_>) -> Result<Response<Body>, ApiEr
         .model
         .predict_batch(&rows, claims.has_scope(SCOPE_PROBA));
     for prediction in &predictions {
-        call.count_prediction(&prediction.label);
+        call.count_prediction(prediction.label);
     }
     let body = BatchResponse {
         predictions,
@@ -161,7 +167,17 @@ mod tests {
     }
 
     impl Harness {
+        /// The function as built: the embedded model (the committed default).
         fn new() -> Self {
+            Self::serving(ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).unwrap())
+        }
+
+        /// The function serving another model.
+        fn with_model((artifact, manifest): (Vec<u8>, String)) -> Self {
+            Self::serving(ServedModel::load(&artifact, &manifest).unwrap())
+        }
+
+        fn serving(model: ServedModel) -> Self {
             let now = unix_now();
             let keys = KeySet::generate(now).unwrap();
             let settings = TokenSettings {
@@ -180,7 +196,7 @@ mod tests {
             let (frame, log) = secure_ml_core::testing::frame_with_penalty(u32::MAX);
             let deps = Deps {
                 frame,
-                model: ServedModel::load(MODEL_ARTIFACT, MODEL_MANIFEST).unwrap(),
+                model,
                 verifier,
                 limiter: RateLimiter::new(client, config),
             };
@@ -227,6 +243,16 @@ mod tests {
             .await
         }
 
+        /// `route` (`predict.json` or `predict-batch.json`) with `body`, by a client holding
+        /// both scopes.
+        async fn with_proba(&self, route: &str, body: &str) -> Response<Body> {
+            let token = self.token(&[SCOPE_PREDICT, SCOPE_PROBA], Tier::Free);
+            self.send(event(route, &token, |e| {
+                e["body"] = Value::String(body.to_owned())
+            }))
+            .await
+        }
+
         fn dynamodb_writes(&self) -> usize {
             self.writes.num_calls()
         }
@@ -240,6 +266,13 @@ mod tests {
             serde_json::from_str(&text.replace("REPLACE_WITH_ACCESS_TOKEN", token)).unwrap();
         edit(&mut json);
         lambda_http::request::from_str(&json.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn body_text(response: &Response<Body>) -> &str {
+        match response.body() {
+            Body::Text(text) => text,
+            other => panic!("not a text body: {other:?}"),
+        }
     }
 
     fn body_json(response: &Response<Body>) -> Value {
@@ -428,6 +461,154 @@ mod tests {
                 }))
                 .await;
             assert_eq!(response.status(), 200);
+        }
+    }
+
+    mod any_model {
+        //! What is served follows the manifest: the request shape, the answer, the metrics.
+        use super::*;
+        use secure_ml_core::model::fixtures;
+
+        #[tokio::test]
+        async fn the_default_models_answer_is_unchanged_byte_for_byte() {
+            let h = Harness::new();
+            let manifest: Value = serde_json::from_str(MODEL_MANIFEST).unwrap();
+            let response = h
+                .predict_with_body(r#"{"data": [5.1, 3.5, 1.4, 0.2]}"#)
+                .await;
+            let expected = format!(
+                r#"{{"prediction":0,"label":"setosa","model_version":{},"warnings":[]}}"#,
+                manifest["version"]
+            );
+            assert_eq!(body_text(&response), expected);
+        }
+
+        #[tokio::test]
+        async fn features_may_be_named_instead_of_ordered() {
+            let h = Harness::new();
+            let manifest: Value = serde_json::from_str(MODEL_MANIFEST).unwrap();
+            let names: Vec<&str> = manifest["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect();
+            let values = [6.7, 3.0, 5.2, 2.3];
+            let array = h
+                .with_proba("predict.json", r#"{"data": [6.7, 3.0, 5.2, 2.3]}"#)
+                .await;
+            let named: serde_json::Map<String, Value> = names
+                .iter()
+                .rev()
+                .zip(values.iter().rev())
+                .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+                .collect();
+            let named = serde_json::json!({ "data": named }).to_string();
+            let by_name = h.with_proba("predict.json", &named).await;
+            assert_eq!(by_name.status(), 200, "{}", body_json(&by_name));
+            assert_eq!(body_text(&by_name), body_text(&array));
+        }
+
+        #[tokio::test]
+        async fn a_misnamed_feature_is_a_422_naming_it() {
+            let h = Harness::new();
+            let response = h
+                .predict_with_body(
+                    r#"{"data": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_len": 1.4, "petal_width": 0.2}}"#,
+                )
+                .await;
+            let problem = assert_problem(&response, 422, "validation-failed");
+            assert_eq!(
+                pointers(&problem),
+                ["/data/petal_len", "/data/petal_length"]
+            );
+            assert_eq!(h.dynamodb_writes(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_regressor_answers_a_number_without_label_or_probabilities() {
+            let h = Harness::with_model(fixtures::regressor());
+            let response = h
+                .with_proba("predict.json", r#"{"data": {"bmi": 31, "age": 40}}"#)
+                .await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                body_text(&response),
+                r#"{"prediction":200.25,"model_version":"0.3.1","warnings":[]}"#
+            );
+            let batch = h
+                .with_proba(
+                    "predict-batch.json",
+                    r#"{"instances": [[40, 20], [95, 31]]}"#,
+                )
+                .await;
+            assert_eq!(
+                body_json(&batch),
+                serde_json::json!({
+                    "predictions": [
+                        {"prediction": 100.5, "model_version": "0.3.1", "warnings": []},
+                        {"prediction": 200.25, "model_version": "0.3.1",
+                         "warnings": ["age = 95 years is outside the training range [18, 90]"]},
+                    ],
+                    "model_version": "0.3.1",
+                })
+            );
+        }
+
+        #[tokio::test]
+        async fn a_regressors_rows_are_counted_without_a_label() {
+            let h = Harness::with_model(fixtures::regressor());
+            h.with_proba(
+                "predict-batch.json",
+                r#"{"instances": [[40, 20], [95, 31]]}"#,
+            )
+            .await;
+            let lines = secure_ml_core::testing::access_lines(&h.log);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert_eq!(lines[0]["predictions"], 2);
+            assert!(lines[0].get("label").is_none(), "{}", lines[0]);
+        }
+
+        #[tokio::test]
+        async fn another_models_features_bounds_and_names_are_the_contract() {
+            let h = Harness::with_model(fixtures::regressor());
+            let problem = assert_problem(
+                &h.predict_with_body(r#"{"data": [-1, 20, 3]}"#).await,
+                422,
+                "validation-failed",
+            );
+            assert_eq!(pointers(&problem), ["/data", "/data/0"]);
+            assert_eq!(
+                problem["errors"][1]["detail"],
+                "age must be at least 0 (years), got -1"
+            );
+            let h = Harness::with_model(fixtures::classifier());
+            let problem = assert_problem(
+                &h.predict_with_body(r#"{"data": {"x": 1, "y/z": "2"}}"#)
+                    .await,
+                422,
+                "validation-failed",
+            );
+            assert_eq!(pointers(&problem), ["/data/y~1z"]);
+            let response = h
+                .with_proba("predict.json", r#"{"data": {"x": 1, "y/z": 2}}"#)
+                .await;
+            assert_eq!(
+                body_text(&response),
+                r#"{"prediction":1,"label":"yes","model_version":"0.3.1","warnings":[],"probabilities":{"no":0.125,"yes":0.875}}"#
+            );
+        }
+
+        #[tokio::test]
+        async fn the_model_card_is_the_manifest_as_published() {
+            let (artifact, manifest) = fixtures::regressor();
+            let h = Harness::with_model((artifact, manifest.clone()));
+            let response = h.send_event("model.json", &[SCOPE_PREDICT]).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                body_json(&response),
+                serde_json::from_str::<Value>(&manifest).unwrap()
+            );
         }
     }
 
@@ -643,7 +824,16 @@ mod tests {
             let zeros = vec!["0"; 8_183].join(",");
             let nulls = vec!["null"; 3_000].join(",");
             let rows = vec!["[0, 0, 0, 0]"; 100].join(",");
+            let slashes = "/".repeat(8_000);
+            let names: Vec<String> = (0..40)
+                .map(|i| format!(r#""{i}{}": 1"#, "~".repeat(60)))
+                .collect();
+            let names = names.join(",");
             let bodies = [
+                format!(r#"{{"{slashes}": 1}}"#),
+                format!(r#"{{"data": {{"{slashes}": 1}}}}"#),
+                format!(r#"{{"data": {{{names}}}, {names}}}"#),
+                r#"{"instances": [{}, {}, {}, {}, {}, {}, {}]}"#.to_owned(),
                 format!(r#"{{"instances": [[{zeros}]]}}"#),
                 format!(r#"{{"data": [{zeros}]}}"#),
                 format!(r#"{{"instances": [{rows}]}}"#),

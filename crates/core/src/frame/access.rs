@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! {"level":"INFO","message":"request","requestId":"8f5a…","ip":"203.0.113.7","route":"/predict",
-//!  "status":200,"latency_ms":0.412,"client_id":"cl_…","decision":"admit","label":"setosa","predictions":1}
+//!  "status":200,"latency_ms":0.412,"client_id":"cl_…","decision":"admit","label":"spam","predictions":1}
 //! ```
 //!
 //! About 260 bytes for a prediction. The metrics — `Latency` per `route` (its sample count is
-//! the request count), `Predictions` per `label`, and the service-wide `RateLimitRefusals`,
+//! the request count), `Predictions` (all of them, and per `label` for a classifier), and the
+//! service-wide `RateLimitRefusals`,
 //! `RateLimitShadowRefusals`, `DynamoDbErrors`, `AuthFailures`, `ServerErrors`,
 //! `PenaltyRefusals` — are extracted from these fields by the metric filters `template.yaml`
 //! puts on each function's log group (a test in `crates/core/tests/metric_filters.rs` runs
@@ -16,7 +17,8 @@
 //! of $2.00 per million predictions leaves (`make bench`'s cost table has the arithmetic).
 //!
 //! Every metric dimension comes from a fixed set: `route` is a route template of the function
-//! or `unmatched` (never the requested path), `label` is one of the model's labels. So nothing
+//! or `unmatched` (never the requested path), `label` is one of the model's labels (a
+//! regressor's answers have none: its lines carry `predictions` without a `label`). So nothing
 //! a caller sends can create a new metric. The line's size is bounded too: every field is a
 //! constant, a number, a label, the request id, the caller's address (its rate-limit key), or a
 //! client id of our own shape (a presented client id that does not look like one of ours is
@@ -65,8 +67,8 @@ pub struct AccessRecord<'a> {
     pub latency_ms: f64,
     pub client_id: Option<&'a str>,
     pub decision: Option<Decision>,
-    /// Rows predicted per label.
-    pub predictions: &'a [(String, u32)],
+    /// Rows predicted per label; `None` counts a regressor's answers, which have no label.
+    pub predictions: &'a [(Option<String>, u32)],
 }
 
 /// Where access lines go: stdout (Lambda ships it to CloudWatch Logs), or memory (tests).
@@ -151,7 +153,7 @@ impl AccessRecord<'_> {
                 latency_ms: Some((self.latency_ms * 1e3).round() / 1e3),
                 client_id: self.client_id,
                 decision: self.decision.map(Decision::as_str),
-                label: first.map(|(label, _)| label.as_str()),
+                label: first.and_then(|(label, _)| label.as_deref()),
                 predictions: first.map(|(_, rows)| *rows),
             },
         );
@@ -169,7 +171,7 @@ impl AccessRecord<'_> {
                     latency_ms: None,
                     client_id: None,
                     decision: None,
-                    label: Some(label),
+                    label: label.as_deref(),
                     predictions: Some(*rows),
                 },
             );
@@ -203,7 +205,7 @@ mod tests {
             .collect()
     }
 
-    fn prediction<'a>(predictions: &'a [(String, u32)]) -> AccessRecord<'a> {
+    fn prediction<'a>(predictions: &'a [(Option<String>, u32)]) -> AccessRecord<'a> {
         AccessRecord {
             request_id: Some("8f5a9c1e-0000-4000-8000-000000000001"),
             ip: Some("203.0.113.7".parse().unwrap()),
@@ -219,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_prediction_is_one_short_line_with_its_access_fields() {
-        let predictions = [("versicolor".to_owned(), 1)];
+        let predictions = [(Some("ham".to_owned()), 1)];
         let text = rendered(&prediction(&predictions));
         assert_eq!(text.lines().count(), 1);
         assert!(text.len() <= 280, "{} bytes: {text}", text.len());
@@ -231,7 +233,7 @@ mod tests {
         assert_eq!(line["status"], 200);
         assert_eq!(line["latency_ms"], 0.412);
         assert_eq!(line["decision"], "admit");
-        assert_eq!(line["label"], "versicolor");
+        assert_eq!(line["label"], "ham");
         assert_eq!(line["predictions"], 1);
         assert!(line.get("method").is_none());
     }
@@ -245,21 +247,32 @@ mod tests {
 
     #[test]
     fn a_mixed_batch_adds_one_line_per_further_label() {
-        let predictions = [("setosa".to_owned(), 2), ("virginica".to_owned(), 1)];
+        let predictions = [(Some("spam".to_owned()), 2), (Some("ham".to_owned()), 1)];
         let mut record = prediction(&predictions);
         record.route = "/predict/batch";
         let lines = lines(&record);
         assert_eq!(lines.len(), 2);
         assert_eq!(
             (lines[0]["label"].as_str(), lines[0]["predictions"].as_u64()),
-            (Some("setosa"), Some(2))
+            (Some("spam"), Some(2))
         );
         assert_eq!(
             (lines[1]["label"].as_str(), lines[1]["predictions"].as_u64()),
-            (Some("virginica"), Some(1))
+            (Some("ham"), Some(1))
         );
         assert_eq!(lines[1]["message"], "predictions");
         assert_eq!(lines[1]["route"], "/predict/batch");
+    }
+
+    #[test]
+    fn a_regressors_answers_are_counted_without_a_label() {
+        let predictions = [(None, 3)];
+        let mut record = prediction(&predictions);
+        record.route = "/predict/batch";
+        let lines = lines(&record);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["predictions"], 3);
+        assert!(lines[0].get("label").is_none(), "{}", lines[0]);
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub struct Call<'r> {
     client_id: Option<String>,
     decision: Option<Decision>,
     rate_limit_headers: Vec<(HeaderName, HeaderValue)>,
-    predictions: Vec<(String, u32)>,
+    predictions: Vec<(Option<String>, u32)>,
 }
 
 impl<'r> Call<'r> {
@@ -225,11 +225,16 @@ impl<'r> Call<'r> {
         decision.into_error().map_or(Ok(()), Err)
     }
 
-    /// Counts one row predicted as `label` (the `Predictions` metric).
-    pub fn count_prediction(&mut self, label: &str) {
-        match self.predictions.iter_mut().find(|(l, _)| l == label) {
+    /// Counts one row predicted as `label`, or one answer without a label (a regressor's),
+    /// for the `Predictions` metric. Labels come from the model, never from the request.
+    pub fn count_prediction(&mut self, label: Option<&str>) {
+        match self
+            .predictions
+            .iter_mut()
+            .find(|(l, _)| l.as_deref() == label)
+        {
             Some((_, rows)) => *rows += 1,
-            None => self.predictions.push((label.to_owned(), 1)),
+            None => self.predictions.push((label.map(str::to_owned), 1)),
         }
     }
 }
