@@ -82,11 +82,13 @@ pub use clients::{Aws, check_table};
 
 #[cfg(feature = "aws")]
 mod clients {
+    #[cfg(feature = "secrets")]
     use std::time::Duration;
 
     use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
     use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
     use aws_smithy_types::error::display::DisplayErrorContext;
+    #[cfg(feature = "secrets")]
     use aws_smithy_types::timeout::TimeoutConfig;
 
     use super::DynamoSettings;
