@@ -15,8 +15,10 @@
 #                    fault and fuzz stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
-#   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
+#   SMLA_WATCH_URL (http://127.0.0.1:<port>: the deployed API's paths and the invoke API)
+#   SMLA_WATCH_INSTANCES (instances per function).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
+#   TEST_WATCH_INSTANCES (instances per function under cargo lambda watch, 8),
 #   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
 #   its release arm64 sam build and zip-size check outside CI), TEST_FUZZ=0 (skip fuzzing),
 #   TEST_FUZZ_SECONDS (20 per target).
@@ -35,7 +37,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     -h | --help)
-        sed -n '2,21p' "$0"
+        sed -n '2,24p' "$0"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -140,20 +142,24 @@ stage_end
 stage_begin "cargo lambda watch + warm-up"
 # Slow refill for the end-to-end limit tests: a flood that finishes within seconds must admit
 # exactly the burst (predict: 20, one unit per 10 s; token: 5, one per minute). The rejection
-# penalty is set well above what the tests send as bad requests from 127.0.0.1 in a minute,
-# except the one test that floods a source of its own on purpose.
-export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1 REJECTION_LIMIT=500
+# penalty (per instance) is set well above the few bad requests the smoke test and the routing
+# test send from 127.0.0.1, but low enough for the test that floods a source of its own to reach
+# it on every instance in seconds.
+export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1 REJECTION_LIMIT=100
+# Several instances per function (the first request starts them all), so the floods race
+# admissions across instances in DynamoDB as on AWS.
+export SMLA_WATCH_INSTANCES="${TEST_WATCH_INSTANCES:-8}"
 write_function_env "$RUN_DIR/function.env" "$ADMIN_BIN"
-start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" --ignore-changes
+start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" "$SMLA_WATCH_INSTANCES" --ignore-changes
 warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT"
 stage_end
 
 # --- Hook: smoke test (part of the deploy-checks hook below; runs here, before the tests) ----
-#   scripts/smoke.sh, the client flow a user runs against AWS, through the local function URLs.
-#   Every lambda-url request comes from 127.0.0.1 and shares one budget (token: burst 5, one
-#   per minute): the smoke spends 2 token requests and 5 predict units, the e2e tests 1 token
-#   request, and what runs after the tests may spend the rest.
+#   scripts/smoke.sh, the client flow a user runs against AWS, at the same paths on the local
+#   stack. Every HTTP request through watch comes from 127.0.0.1 and shares one budget (token:
+#   burst 5, one per minute): the smoke spends 2 token requests and 5 predict units, the e2e tests
+#   1 token request, and what runs after the tests may spend the rest.
 stage_begin "smoke test (scripts/smoke.sh)"
 smoke_rc=0
 (umask 077 && : >"$RUN_DIR/smoke-client.json")
@@ -164,8 +170,7 @@ c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$R
         smoke_rc=$?
     # The credentials go through the environment, not a command line (`ps` shows those).
     export CLIENT_ID="$smoke_id" CLIENT_SECRET="$smoke_secret"
-    [[ $smoke_rc != 0 ]] || run_step env SMOKE_TOKEN_URL="$SMLA_WATCH_URL/lambda-url/token" \
-        SMOKE_PREDICT_URL="$SMLA_WATCH_URL/lambda-url/predict" "$SMLA_ROOT/scripts/smoke.sh" "" || smoke_rc=$?
+    [[ $smoke_rc != 0 ]] || run_step "$SMLA_ROOT/scripts/smoke.sh" "$SMLA_WATCH_URL" || smoke_rc=$?
     unset CLIENT_ID CLIENT_SECRET smoke_secret
 else
     smoke_rc=$?
