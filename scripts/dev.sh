@@ -76,7 +76,11 @@ print(c["client_id"], c["client_secret"])' "$client_json") ||
 log "cargo lambda watch on 127.0.0.1:$WATCH_PORT, up to $INSTANCES instances per function (first start compiles both functions; log: .dev/watch.log)"
 write_function_env "$DEV_DIR/function.env"
 start_watch "$WATCH_PORT" "$DEV_DIR/function.env" "$DEV_DIR/watch.log" "$INSTANCES"
-spawn - tail -n +1 -F "$DEV_DIR/watch.log" # follow the logs in the terminal from here on
+# Follow the logs in the terminal from here on. On every reload cargo-lambda SIGKILLs the old
+# build and logs `ERROR command killed code=ForceStop`: that one line is said as what it is.
+# (Its log filter cannot drop it alone: the same statement reports a function that crashed.)
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+spawn - bash -c 'tail -n +1 -F "$1" | sed -u "s/^ERROR command killed code=ForceStop\$/ INFO function stopped for a rebuild (cargo-lambda ends the old build with SIGKILL)/"' _ "$DEV_DIR/watch.log"
 warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT" || die "predict did not start (see above)"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT" || die "token did not start (see above)"
 
