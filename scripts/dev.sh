@@ -4,7 +4,7 @@
 # Usage: scripts/dev.sh
 #   1. dev tools (scripts/tools.sh)          4. signing keys in .dev/ (generated only if absent)
 #   2. DynamoDB Local on 127.0.0.1:8000      5. a demo client (credentials printed, and kept in
-#   3. tables from template.yaml                .dev/demo-client.json)
+#   3. tables from template.yaml                .dev/demo-client.json and .dev/demo-client.env)
 #   6. cargo lambda watch on 127.0.0.1:9000 (reloads on edit): the deployed API's paths
 #      (http://localhost:9000/token, /predict, ...), up to DEV_WATCH_INSTANCES instances per
 #      function
@@ -72,6 +72,8 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 print(c["client_id"], c["client_secret"])' "$client_json") ||
     die "could not read client_id/client_secret from the admin output ($client_json)"
+# The same for a shell, exported for what it starts (README's Python client): `. .dev/demo-client.env`.
+write_client_env "$client_json" "$DEV_DIR/demo-client.env" || die "could not write $DEV_DIR/demo-client.env"
 
 log "cargo lambda watch on 127.0.0.1:$WATCH_PORT, up to $INSTANCES instances per function (first start compiles both functions; log: .dev/watch.log)"
 write_function_env "$DEV_DIR/function.env"
@@ -93,8 +95,7 @@ $(printf '\033[1;32m')secure-ml-api is up.$(printf '\033[0m') Demo client (valid
 
 Copy-paste session:
 
-  CLIENT_ID='$CLIENT_ID'
-  CLIENT_SECRET='$CLIENT_SECRET'
+  . .dev/demo-client.env                 # CLIENT_ID and CLIENT_SECRET of the demo client
   TOKEN=\$(curl -s -u "\$CLIENT_ID:\$CLIENT_SECRET" -d grant_type=client_credentials \\
       $base/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -i -X POST $base/predict -H "Authorization: Bearer \$TOKEN" \\
@@ -105,7 +106,7 @@ Copy-paste session:
 
 Every route is at $base, as on AWS at the stack's ApiUrl; unknown paths get the predict
 function's 404. Up to $INSTANCES instances per function; every HTTP request comes from 127.0.0.1
-(one rate-limit budget): other addresses go through the invoke API (README).
+(one rate-limit budget): scripts/invoke.py sends events from other addresses (README).
 
 Function logs follow. Ctrl-C stops DynamoDB Local, cargo lambda watch and the functions.
 

@@ -307,6 +307,15 @@ write_function_env() {
     done
 }
 
+# write_client_env JSON ENV: the client in JSON (as `admin client create --json` prints it) as
+# `export CLIENT_ID=…` and `export CLIENT_SECRET=…` lines in ENV (mode 0600), for `. ENV`.
+# Ids and secrets are URL-safe, so single quotes hold them as they are.
+write_client_env() {
+    (umask 077 && "$VENV/bin/python" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print("export CLIENT_ID=%r\nexport CLIENT_SECRET=%r" % (c["client_id"], c["client_secret"]))' "$1" >"$2")
+}
+
 # generate_keys [ADMIN...]: `admin keys generate` into $SIGNING_KEYS_FILE and $JWKS_FILE (exported).
 # ADMIN defaults to `cargo run -q -p admin --`; test.sh passes the binary it has just built.
 # shellcheck disable=SC2120 # the admin command is optional

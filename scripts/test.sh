@@ -6,10 +6,10 @@
 # Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
 #   stages: tools -> cargo fmt --check -> clippy -D warnings -> cargo deny -> build -> DynamoDB Local
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
-#           both functions warmed) -> smoke test -> cargo test --workspace -- --include-ignored
-#           [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault injection -> log
-#           scan for secrets -> key rotation and revocation -> fuzzing -> deploy checks
-#           (cfn-lint, sam validate, sam build)
+#           both functions warmed) -> smoke test -> README commands -> cargo test --workspace --
+#           --include-ignored [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault
+#           injection -> log scan for secrets -> key rotation and revocation -> fuzzing -> deploy
+#           checks (cfn-lint, sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
 #                    fault and fuzz stages)
@@ -142,9 +142,9 @@ stage_end
 stage_begin "cargo lambda watch + warm-up"
 # Slow refill for the end-to-end limit tests: a flood that finishes within seconds must admit
 # exactly the burst (predict: 20, one unit per 10 s; token: 5, one per minute). The rejection
-# penalty (per instance) is set well above the few bad requests the smoke test and the routing
-# test send from 127.0.0.1, but low enough for the test that floods a source of its own to reach
-# it on every instance in seconds.
+# penalty (per instance) is set well above the few bad requests the smoke test, the README
+# commands and the routing test send from 127.0.0.1, but low enough for the test that floods a
+# source of its own to reach it on every instance in seconds.
 export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1 REJECTION_LIMIT=100
 # Several instances per function (the first request starts them all), so the floods race
 # admissions across instances in DynamoDB as on AWS.
@@ -158,8 +158,8 @@ stage_end
 # --- Hook: smoke test (part of the deploy-checks hook below; runs here, before the tests) ----
 #   scripts/smoke.sh, the client flow a user runs against AWS, at the same paths on the local
 #   stack. Every HTTP request through watch comes from 127.0.0.1 and shares one budget (token:
-#   burst 5, one per minute): the smoke spends 2 token requests and 5 predict units, the e2e tests
-#   1 token request, and what runs after the tests may spend the rest.
+#   burst 5, one per minute): the smoke spends 2 token requests and 5 predict units, the README
+#   commands 2 token requests and 4 predict units, the e2e tests 1 token request.
 stage_begin "smoke test (scripts/smoke.sh)"
 smoke_rc=0
 (umask 077 && : >"$RUN_DIR/smoke-client.json")
@@ -176,6 +176,25 @@ else
     smoke_rc=$?
 fi
 stage_end "$([[ $smoke_rc == 0 ]] && echo ok || echo "FAILED (exit $smoke_rc)")"
+
+# Every README command for the local stack (the blocks marked readme-check), as written, against
+# this stack: a directory laid out as make dev's .dev/ (the stack's environment, a demo client)
+# stands in for .dev/, and the admin binary built above for `cargo run -q -p admin --`.
+stage_begin "README commands (scripts/readme_commands.py)"
+readme_rc=0
+README_DEV="$RUN_DIR/dev"
+mkdir -m 700 "$README_DEV"
+cp "$RUN_DIR/function.env" "$README_DEV/function.env"
+(umask 077 && : >"$README_DEV/demo-client.json")
+if run_step "$ADMIN_BIN" client create --name demo --scopes "predict predict:proba" --json \
+    >"$README_DEV/demo-client.json"; then
+    write_client_env "$README_DEV/demo-client.json" "$README_DEV/demo-client.env" || readme_rc=$?
+    [[ $readme_rc != 0 ]] || run_step "$VENV/bin/python" "$SMLA_ROOT/scripts/readme_commands.py" \
+        --stack "$README_DEV" --admin "$ADMIN_BIN" || readme_rc=$?
+else
+    readme_rc=$?
+fi
+stage_end "$([[ $readme_rc == 0 ]] && echo ok || echo "FAILED (exit $readme_rc)")"
 
 stage_begin "cargo test (unit + integration)"
 # The e2e tests write every secret and token they use to SMLA_CANARY_FILE; the leak scan below
@@ -276,5 +295,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$smoke_rc" "$readme_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

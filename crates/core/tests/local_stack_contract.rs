@@ -1,7 +1,7 @@
 //! The local stack against the deployed one, so that they cannot drift apart: `cargo lambda
 //! watch`'s router (`[workspace.metadata.lambda.watch.router]` in Cargo.toml), the OpenAPI
-//! document's paths and servers, and every URL path the dev script, the smoke test and the
-//! end-to-end tests request, each checked against the HTTP API routes of template.yaml.
+//! document's paths and servers, and every URL path the README, the dev script, the smoke test
+//! and the end-to-end tests request, each checked against the HTTP API routes of template.yaml.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,6 +178,10 @@ fn every_path_the_docs_and_scripts_request_is_a_route() {
     let template = template_routes();
     // How each file spells the API's base URL.
     let files: &[(&str, &[&str])] = &[
+        (
+            "README.md",
+            &["http://localhost:9000", "$API_URL", "{API_URL}"],
+        ),
         ("scripts/dev.sh", &["$base"]),
         ("scripts/smoke.sh", &["$BASE_URL"]),
         ("functions/predict/tests/e2e.rs", &["{base}"]),
