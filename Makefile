@@ -7,7 +7,7 @@ export TOOLS_DIR
 CARGO_LAMBDA := $(TOOLS_DIR)/venv/bin/cargo-lambda
 
 .DEFAULT_GOAL := help
-.PHONY: help tools tools-deploy dev test fmt lint train build clean-local
+.PHONY: help tools tools-deploy dev test fmt lint train import-model build clean-local
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -32,8 +32,24 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-train: ## Retrain the model into model-artifacts/ (deterministic)
-	cargo run -p iris-model --bin train --release
+# `make train` retrains the Iris default (its unit and allowed range come from here: the CSV
+# holds none); `make train DATA=x.csv TARGET=col [NAME=... VERSION=...]` trains on any numeric
+# CSV. Extra flags of the train command (--n-trees, --max-depth, --unit, --minimum, ...) go in
+# TRAIN_ARGS.
+IRIS_DATA := model-artifacts/iris.csv
+DATA ?= $(IRIS_DATA)
+TARGET ?= $(if $(filter $(IRIS_DATA),$(DATA)),species)
+TRAIN_DEFAULTS := $(if $(filter $(IRIS_DATA),$(DATA)),--unit cm --exclusive-minimum 0 --maximum 100)
+
+train: ## Train into model-artifacts/ (deterministic): Iris, or DATA=x.csv TARGET=col [NAME= VERSION=]
+	@test -n "$(TARGET)" || { echo "make train: TARGET=<column> is required with DATA=$(DATA)" >&2; exit 2; }
+	cargo run -p tree-model --bin train --release -- --data "$(DATA)" --target "$(TARGET)" \
+		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(TRAIN_DEFAULTS) $(TRAIN_ARGS)
+
+import-model: ## Import an ONNX tree ensemble: ONNX=model.onnx [NAME= VERSION= FEATURES=reference.csv]
+	@test -n "$(ONNX)" || { echo "make import-model: ONNX=<path/to/model.onnx> is required" >&2; exit 2; }
+	cargo run -p model-import --bin import-model --release -- --onnx "$(ONNX)" \
+		$(if $(NAME),--name "$(NAME)") $(if $(VERSION),--model-version "$(VERSION)") $(if $(FEATURES),--features "$(FEATURES)")
 
 build: tools ## Cross-compile both functions for Lambda (arm64, release) into target/lambda/
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
@@ -44,7 +60,7 @@ clean-local: ## Remove local dev state (.dev/: dev signing keys, logs)
 
 .PHONY: deploy-checks smoke
 
-deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minutes), package sizes
+deploy-checks: ## cfn-lint, sam validate --lint, sam build (arm64 release, minutes), its bootstraps under qemu, package sizes
 	@scripts/deploy_checks.sh
 
 smoke: ## Client-flow smoke test: make smoke URL=<ApiUrl> (CLIENT_ID, CLIENT_SECRET in env); no URL: make dev's stack

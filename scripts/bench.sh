@@ -7,15 +7,13 @@
 #   stages: tools -> build (x86_64 release functions, harness, criterion benches; before anything
 #           is timed) -> arm64 zips (cargo lambda) -> DynamoDB Local (free port) -> tables ->
 #           signing keys + a client (admin CLI) -> DynamoDB Local warm-up -> cold starts (null,
-#           predict, token) -> priming -> warm (predict, token) -> DynamoDB calls per request
-#           -> stop DynamoDB Local -> criterion (core parts, whole handler) -> report
+#           predict, token) -> DynamoDB floor of a fresh process -> warm (predict, token) ->
+#           DynamoDB calls per request -> stop DynamoDB Local -> criterion (core parts, whole
+#           handler) -> report
 #   --quick      a smoke test of the pipeline: 3 cold starts, 200 warm invocations, short criterion
 #   --out FILE   where the report goes (default: BENCHMARKS.md at the repository root)
 # Environment: TOOLS_DIR; BENCH_COLD_RUNS (20), BENCH_WARM_INVOCATIONS (2000),
-#   BENCH_TOKEN_INVOCATIONS (300), BENCH_SKIP_ZIP=1 (no arm64 build; sizes left out),
-#   BENCH_PRIMED_DIR=DIR (also cold-start DIR/predict and DIR/token, variant builds such as the
-#   proposed DynamoDB priming, reported next to the repository's as "<fn>-primed"; their runs
-#   alternate with the repository binary's).
+#   BENCH_TOKEN_INVOCATIONS (300), BENCH_SKIP_ZIP=1 (no arm64 build; sizes left out).
 # Exit status: 0 when every stage measured, whatever the numbers say (benchmarks report, they
 # never fail a build); 1 when something could not be built, started or measured. The report is
 # written either way, with the stages that ran. Raw results and logs: target/bench-results/.
@@ -33,7 +31,7 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,21p' "$SMLA_ROOT/scripts/bench.sh"
+        sed -n '2,19p' "$SMLA_ROOT/scripts/bench.sh"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -180,19 +178,9 @@ mkdir -p "$RESULTS"
 # first scenario is not charged for its JIT.
 measure "warm up DynamoDB Local" "$HARNESS" warmup-dynamodb --calls 3000
 measure "cold start: null function" "$HARNESS" coldstart --function null --runs "$COLD_RUNS" --out "$RESULTS"
-# Optional experiment: variant binaries (e.g. the DynamoDB priming proposed in BENCHMARKS.md, built
-# from a patched copy of the repository), their runs alternating with the repository's.
-variant() {
-    [[ -n "${BENCH_PRIMED_DIR:-}" && -x "$BENCH_PRIMED_DIR/$1" ]] || return 0
-    printf '%s\n' --variant "$1-primed=$BENCH_PRIMED_DIR/$1"
-}
-mapfile -t PREDICT_VARIANT < <(variant predict)
-mapfile -t TOKEN_VARIANT < <(variant token)
-measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" \
-    "${PREDICT_VARIANT[@]+"${PREDICT_VARIANT[@]}"}" --runs "$COLD_RUNS" --out "$RESULTS"
-measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" \
-    "${TOKEN_VARIANT[@]+"${TOKEN_VARIANT[@]}"}" --runs "$COLD_RUNS" --out "$RESULTS"
-measure "DynamoDB priming" "$HARNESS" priming --runs "$COLD_RUNS" --out "$RESULTS"
+measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
+measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
+measure "DynamoDB floor of a fresh process" "$HARNESS" fresh-process --runs "$COLD_RUNS" --out "$RESULTS"
 measure "warm: predict" "$HARNESS" warm --function predict --binary "$PREDICT_BIN" --invocations "$WARM_INVOCATIONS" --out "$RESULTS"
 measure "warm: token" "$HARNESS" warm --function token --binary "$TOKEN_BIN" --invocations "$TOKEN_INVOCATIONS" --warmup 20 --out "$RESULTS"
 measure "DynamoDB calls per request" "$HARNESS" calls --predict "$PREDICT_BIN" --token "$TOKEN_BIN" --out "$RESULTS"

@@ -113,6 +113,8 @@ if [[ "$mode" == watch ]]; then
     export "${CONTRACT_LIMITS[@]}"
     admin_bin="${CONTRACT_ADMIN:-$(cargo_target_dir)/debug/admin}"
     [[ -x "$admin_bin" ]] || die "admin binary $admin_bin not found: build it (cargo build -p admin) or set CONTRACT_ADMIN"
+    # The public keys live in the rate-limit table: publish them into this one too.
+    run_step "$admin_bin" keys publish >/dev/null || die "'admin keys publish' into $RATE_LIMIT_TABLE failed"
     write_function_env "$RUN_DIR/function.env" "$admin_bin"
     port="$(free_port)"
     start_watch "$port" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" "${CONTRACT_WATCH_INSTANCES:-2}" --ignore-changes

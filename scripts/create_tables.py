@@ -37,8 +37,13 @@ def _intrinsic(loader, _suffix, node):
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
+def load_template(template_path):
+    """The template as plain data; intrinsic functions become their arguments."""
+    return yaml.load(pathlib.Path(template_path).read_text(), Loader=_CfnLoader)
+
+
 def table_definitions(template_path):
-    template = yaml.load(pathlib.Path(template_path).read_text(), Loader=_CfnLoader)
+    template = load_template(template_path)
     return {
         logical_id: resource["Properties"]
         for logical_id, resource in template.get("Resources", {}).items()

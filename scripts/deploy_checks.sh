@@ -4,15 +4,18 @@
 #
 # Usage: scripts/deploy_checks.sh [--no-build]
 #   1. tools: aws-sam-cli + cfn-lint into .tools/venv (scripts/tools.sh --deploy); the Rust target
-#      aarch64-unknown-linux-gnu (rustup target add, if missing)
+#      aarch64-unknown-linux-gnu (rustup target add, if missing); qemu-user + libc6-arm64-cross
+#      (scripts/tools.sh --arm64: apt-get, as root or with passwordless sudo)
 #   2. the local tables still come from template.yaml: scripts/create_tables.py's parser finds
 #      RateLimitTable (pk, TTL expires_at) and ClientsTable (client_id)
 #   3. cfn-lint template.yaml; sam validate --lint; sam validate (SAM transform) -- offline: in a
 #      network namespace of their own where unshare(1) allows it, else behind a dead proxy
 #   4. sam build --beta-features (rust-cargolambda, arm64, release) into .aws-sam/build, timed
-#   5. both bootstrap files are ELF aarch64 needing at most glibc 2.34 (provided.al2023); each
-#      function's build directory zipped (as `sam deploy` uploads it) and at most 8 MiB
-#   --no-build   stop after step 3 (seconds instead of minutes)
+#   5. both bootstrap files are ELF aarch64 needing at most glibc 2.34 (provided.al2023)
+#   6. both bootstrap files run under qemu-aarch64 behind a local API Gateway stand-in and pass
+#      scripts/smoke.sh, 429s included (scripts/arm64_smoke.sh; logs in .aws-sam/arm64-smoke)
+#   7. each function's build directory zipped (as `sam deploy` uploads it) and at most 8 MiB
+#   --no-build   stop after step 3 (seconds instead of minutes; needs neither Rust target nor qemu)
 # Environment: TOOLS_DIR; DEPLOY_ZIP_LIMIT_BYTES (8388608); DEPLOY_BUILD_WARN_SECONDS (600: a
 #   slower sam build is reported, CI has to stay well inside its time).
 set -euo pipefail
@@ -24,7 +27,7 @@ for arg in "$@"; do
     case "$arg" in
     --no-build) build=false ;;
     -h | --help)
-        sed -n '2,18p' "$0"
+        sed -n '2,21p' "$0"
         exit 0
         ;;
     *) die "unknown argument $arg (try --help)" ;;
@@ -85,6 +88,11 @@ if $build; then
         run_step rustup target add "$TARGET" ||
             die "'rustup target add $TARGET' failed: sam build cross-compiles the functions for arm64 and needs it"
     fi
+    stage_end
+
+    # Before the build, so that a machine that cannot emulate arm64 fails in seconds.
+    stage_begin "qemu-user (tools.sh --arm64)"
+    run_step "$SMLA_ROOT/scripts/tools.sh" --arm64
     stage_end
 fi
 
@@ -198,6 +206,13 @@ need = ".".join(map(str, versions[-1])) if versions else "none (static)"
 print(f"{fn}: AArch64 ELF, {len(data) / 1048576:.1f} MiB, newest glibc symbol {need}", file=sys.stderr)
 EOF
 done
+stage_end
+
+# The files just checked, executed: both functions under emulation, driven through the smoke
+# flow by HTTP as API Gateway would. Its own stages are in the table it prints.
+stage_begin "arm64 bootstraps: smoke under qemu"
+run_step "$SMLA_ROOT/scripts/arm64_smoke.sh" "$BUILD_DIR" ||
+    die "the arm64 bootstraps from sam build failed under emulation (above)"
 stage_end
 
 stage_begin "deployment packages (zip, <= $(awk -v b="$ZIP_LIMIT" 'BEGIN { printf "%g", b / 1048576 }') MiB each)"

@@ -49,13 +49,11 @@ start_dynamodb "$DDB_PORT" "$DEV_DIR/dynamodb.log"
 log "tables from template.yaml"
 create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
 
-if [[ -s "$SIGNING_KEYS_FILE" && -s "$JWKS_FILE" ]]; then
+if [[ -s "$SIGNING_KEYS_FILE" ]]; then
+    # DynamoDB Local starts empty: publish the public keys of the kept set again.
     log "signing keys: reusing $SIGNING_KEYS_FILE"
-elif [[ -s "$SIGNING_KEYS_FILE" ]]; then
-    log "signing keys: rebuilding $JWKS_FILE from $SIGNING_KEYS_FILE"
-    run_step cargo run -q -p admin -- keys jwks >"$JWKS_FILE.tmp" ||
-        die "'cargo run -p admin -- keys jwks' failed"
-    mv "$JWKS_FILE.tmp" "$JWKS_FILE"
+    run_step cargo run -q -p admin -- keys publish ||
+        die "'cargo run -p admin -- keys publish' failed"
 else
     log "signing keys: generating into $DEV_DIR"
     generate_keys # cargo run -q -p admin -- keys generate

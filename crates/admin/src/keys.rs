@@ -8,6 +8,7 @@ use std::io::Write;
 use secure_ml_core::auth::store::{JwksStore, KeySetStore};
 use secure_ml_core::auth::token::{lifetime_from_vars, unix_now};
 use secure_ml_core::auth::{JwksSource, KeySet, KeySetSource, key_retention_seconds};
+use secure_ml_core::aws::{Aws, DynamoSettings};
 use secure_ml_core::config::{self, ConfigError, Vars};
 
 use crate::error::AdminError;
@@ -16,21 +17,16 @@ use crate::error::AdminError;
 #[derive(Debug)]
 pub struct Stores {
     keys: KeySetStore,
-    jwks: Option<JwksStore>,
+    jwks: JwksStore,
     retention: u64,
 }
 
 impl Stores {
-    /// On AWS both secrets are required; locally the JWKS file is optional.
+    /// The private set from `SIGNING_KEYS_SECRET_ID` (AWS) or `SIGNING_KEYS_FILE` (local); the
+    /// public JWKS into the `jwks` item of `RATE_LIMIT_TABLE`, where the prediction function
+    /// reads it.
     pub async fn from_vars(vars: &Vars) -> Result<Self, AdminError> {
         let key_source = KeySetSource::from_vars(vars)?;
-        let jwks_source = JwksSource::from_vars_optional(vars)?;
-        if matches!(key_source, KeySetSource::Secret(_)) && jwks_source.is_none() {
-            return Err(ConfigError::Missing {
-                name: "JWKS_SECRET_ID (the prediction function reads its keys there)".into(),
-            }
-            .into());
-        }
         // Retired keys must outlive every token the deployed token function may have signed
         // with them, so on AWS the lifetime must be the stack's, never a local default.
         if matches!(key_source, KeySetSource::Secret(_))
@@ -42,18 +38,11 @@ impl Stores {
             .into());
         }
         let retention = key_retention_seconds(lifetime_from_vars(vars)?);
-        let needs_aws = matches!(key_source, KeySetSource::Secret(_))
-            || matches!(jwks_source, Some(JwksSource::Secret(_)));
-        let sdk = if needs_aws {
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await
-        } else {
-            aws_config::SdkConfig::builder().build()
-        };
+        let jwks_source = JwksSource::from_vars(vars)?;
+        let aws = Aws::load(&DynamoSettings::from_vars(vars)?).await;
         Ok(Self {
-            keys: KeySetStore::new(key_source, &sdk),
-            jwks: jwks_source.map(|source| JwksStore::new(source, &sdk)),
+            keys: KeySetStore::new(key_source, aws.sdk()),
+            jwks: JwksStore::new(jwks_source, aws.dynamodb()),
             retention,
         })
     }
@@ -62,7 +51,7 @@ impl Stores {
     fn files(keys: &std::path::Path, jwks: &std::path::Path, retention: u64) -> Self {
         Self {
             keys: KeySetStore::file(keys),
-            jwks: Some(JwksStore::file(jwks)),
+            jwks: JwksStore::file(jwks),
             retention,
         }
     }
@@ -73,21 +62,31 @@ impl Stores {
         now: u64,
         out: &mut impl Write,
     ) -> Result<(), AdminError> {
-        match &self.jwks {
-            Some(jwks) => {
-                jwks.save(&set.public_jwks(now, self.retention)).await?;
-                writeln!(out, "Published the public JWKS to {}.", jwks.location())?;
-            }
-            None => writeln!(
-                out,
-                "No JWKS_FILE is set; the public JWKS was not written anywhere."
-            )?,
-        }
+        self.publish_jwks(set, now, out).await?;
         self.keys.save(set).await?;
         writeln!(
             out,
             "Wrote the private key set to {}.",
             self.keys.location()
+        )?;
+        Ok(())
+    }
+}
+
+impl Stores {
+    async fn publish_jwks(
+        &self,
+        set: &KeySet,
+        now: u64,
+        out: &mut impl Write,
+    ) -> Result<(), AdminError> {
+        self.jwks
+            .save(&set.public_jwks(now, self.retention))
+            .await?;
+        writeln!(
+            out,
+            "Published the public JWKS to {}.",
+            self.jwks.location()
         )?;
         Ok(())
     }
@@ -166,6 +165,19 @@ pub async fn revoke(stores: &Stores, kid: &str, out: &mut impl Write) -> Result<
         "Token functions sign with the new key within 5 minutes; prediction functions drop {kid} at the first token of the new key, and within 5 minutes in any case."
     )?;
     Ok(())
+}
+
+/// Writes the public JWKS of the current key set again (a local DynamoDB Local starts empty;
+/// on AWS, a JWKS item lost with a re-created table).
+pub async fn publish(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
+    let set = stores
+        .keys
+        .load()
+        .await?
+        .ok_or_else(|| AdminError::NoKeySet {
+            location: stores.keys.location(),
+        })?;
+    stores.publish_jwks(&set, unix_now(), out).await
 }
 
 pub async fn jwks(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
@@ -332,7 +344,7 @@ mod tests {
     async fn on_aws_the_token_lifetime_must_be_the_stacks() {
         let vars = Vars::from_pairs([
             ("SIGNING_KEYS_SECRET_ID", "secure-ml-api/signing-keys"),
-            ("JWKS_SECRET_ID", "secure-ml-api/jwks"),
+            ("RATE_LIMIT_TABLE", "secure-ml-api-rate-limits"),
         ]);
         let err = Stores::from_vars(&vars).await.unwrap_err();
         assert!(err.to_string().contains("TOKEN_LIFETIME_SECONDS"), "{err}");
@@ -364,10 +376,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn aws_key_set_without_a_jwks_secret_is_a_configuration_error() {
-        let vars = Vars::from_pairs([("SIGNING_KEYS_SECRET_ID", "secure-ml-api/signing-keys")]);
+    async fn without_a_rate_limit_table_there_is_nowhere_to_publish_the_jwks() {
+        let vars = Vars::from_pairs([("SIGNING_KEYS_FILE", "/tmp/k.json")]);
         let err = Stores::from_vars(&vars).await.unwrap_err();
-        assert!(err.to_string().contains("JWKS_SECRET_ID"), "{err}");
+        assert!(err.to_string().contains("RATE_LIMIT_TABLE"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn publish_writes_the_jwks_of_the_stored_set_again() {
+        let dir = TempDir::new();
+        let stores = stores(&dir);
+        generate(&stores, false, &mut Vec::new()).await.unwrap();
+        std::fs::remove_file(dir.0.join("jwks.json")).unwrap();
+        publish(&stores, &mut Vec::new()).await.unwrap();
+        let set = stores.keys.load().await.unwrap().unwrap();
+        assert_eq!(read_jwks(&dir).keys[0].kid, set.active().unwrap().kid);
     }
 
     #[tokio::test]

@@ -5,13 +5,14 @@
 //! admin client list [--json]
 //! admin client disable ID | enable ID
 //! admin client rotate-secret ID [--json]
-//! admin keys generate [--force] | rotate | revoke KID | jwks
+//! admin keys generate [--force] | rotate | revoke KID | publish | jwks
 //! admin config vars [--program predict|token|admin]... [--platform] [--json]
 //! ```
 //!
-//! Configuration comes from the same variables the functions read: `CLIENTS_TABLE`,
-//! `TOKEN_LIFETIME_SECONDS`, and the key locations `SIGNING_KEYS_SECRET_ID` + `JWKS_SECRET_ID`
-//! (AWS) or `SIGNING_KEYS_FILE` [+ `JWKS_FILE`] (local). DynamoDB Local is reached through
+//! Configuration comes from the same variables the functions read (`admin config vars --program
+//! admin` lists them): `CLIENTS_TABLE`, `RATE_LIMIT_TABLE` (its `jwks` item is the public key
+//! set), `TOKEN_LIFETIME_SECONDS`, and `SIGNING_KEYS_SECRET_ID` (AWS) or `SIGNING_KEYS_FILE`
+//! (local). DynamoDB Local is reached through
 //! `AWS_ENDPOINT_URL_DYNAMODB`, which the SDK honours natively. A client secret is printed only
 //! by `client create` and `client rotate-secret`, once.
 
@@ -110,6 +111,8 @@ enum KeysCommand {
     Rotate,
     /// Remove a (compromised) key at once; a fresh key becomes active.
     Revoke { kid: String },
+    /// Write the public JWKS of the current key set again (e.g. into a fresh DynamoDB Local).
+    Publish,
     /// Print the public JWKS of the current key set.
     Jwks,
 }
@@ -158,6 +161,7 @@ async fn run(cli: Cli, vars: &Vars, out: &mut impl Write) -> Result<(), AdminErr
                 KeysCommand::Generate { force } => keys::generate(&stores, force, out).await,
                 KeysCommand::Rotate => keys::rotate(&stores, out).await,
                 KeysCommand::Revoke { kid } => keys::revoke(&stores, &kid, out).await,
+                KeysCommand::Publish => keys::publish(&stores, out).await,
                 KeysCommand::Jwks => keys::jwks(&stores, out).await,
             }
         }

@@ -53,6 +53,14 @@ pub struct Memory {
     pub rss_kib: u64,
 }
 
+/// How a function binary is started: on its own, or as the last argument of a launcher
+/// (`qemu-aarch64 -L /usr/aarch64-linux-gnu`).
+#[derive(Debug, Clone, Copy)]
+pub struct Executable<'a> {
+    pub launcher: &'a [String],
+    pub binary: &'a Path,
+}
+
 /// A running function. Dropping it kills the process.
 #[derive(Debug)]
 pub struct FunctionProcess {
@@ -76,6 +84,26 @@ impl FunctionProcess {
         label: &str,
         overrides: &[(&str, String)],
     ) -> Result<Self, Error> {
+        let executable = Executable {
+            launcher: &[],
+            binary,
+        };
+        Self::spawn_executable(kind, executable, stack, api, logs, label, overrides)
+    }
+
+    /// [`Self::spawn`] for a binary that needs a launcher, such as an arm64 `bootstrap` run by
+    /// `qemu-aarch64` on an x86_64 machine. The launcher gets the function's environment, and
+    /// nothing else, too.
+    pub fn spawn_executable(
+        kind: Kind,
+        executable: Executable<'_>,
+        stack: &Stack,
+        api: &RuntimeApi,
+        logs: &Path,
+        label: &str,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, Error> {
+        let Executable { launcher, binary } = executable;
         std::fs::create_dir_all(logs)?;
         let stdout_path = logs.join(format!("{label}.stdout"));
         let stderr_path = logs.join(format!("{label}.stderr"));
@@ -84,7 +112,14 @@ impl FunctionProcess {
             env.retain(|(n, _)| n != name);
             env.push(((*name).to_owned(), value.clone()));
         }
-        let mut command = Command::new(binary);
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         if kind == Kind::Null {
             command.arg("null-function");
         }
@@ -95,9 +130,10 @@ impl FunctionProcess {
             .stdout(File::create(&stdout_path)?)
             .stderr(File::create(&stderr_path)?);
         let spawned_at = Instant::now();
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let child = command.spawn().map_err(|e| match launcher.first() {
+            Some(program) => format!("cannot start {} with {program}: {e}", binary.display()),
+            None => format!("cannot start {}: {e}", binary.display()),
+        })?;
         Ok(Self {
             child,
             kind,

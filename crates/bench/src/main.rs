@@ -5,10 +5,13 @@
 //!   release binaries, so cold starts and invocations are timed where Lambda times them.
 //! - [`function`]: function processes (Lambda's environment, captured logs, peak RSS from
 //!   `/proc`) and the `null-function`, the floor any function is compared with.
-//! - [`raw`]: DynamoDB calls made by the harness itself: the floors, and the priming candidates.
+//! - [`raw`]: DynamoDB calls made by the harness itself: the floors.
 //! - [`instant`]: an endpoint that answers every DynamoDB call at once (the SDK's own cost).
 //! - [`proxy`]: a counting proxy in front of DynamoDB Local (calls per request).
-//! - [`scenarios`]: cold start, priming, warm, calls; each writes one JSON result.
+//! - [`scenarios`]: cold start, fresh-process DynamoDB floor, warm, calls; each writes one JSON
+//!   result.
+//! - [`gateway`]: API Gateway's HTTP API in front of function processes (any launcher, e.g.
+//!   qemu-user for the arm64 `bootstrap` files), so `scripts/smoke.sh` can drive them.
 //! - [`report`]: turns the results, criterion's estimates and the artifact sizes into
 //!   `BENCHMARKS.md`.
 //!
@@ -21,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 mod events;
 mod function;
+mod gateway;
 mod http1;
 mod instant;
 mod proxy;
@@ -38,7 +42,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Parser)]
 #[command(
     name = "smla-bench",
-    about = "Benchmarks of secure-ml-api (run through scripts/bench.sh)."
+    about = "Benchmarks of secure-ml-api (run through scripts/bench.sh), and the gateway that `make deploy-checks` runs the arm64 builds behind."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,24 +61,23 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         runs: usize,
         /// Variant binaries measured alongside, runs alternating: `LABEL=PATH`, e.g.
-        /// `predict-primed=/tmp/patched/target/release/predict` (result `coldstart-LABEL`).
+        /// `predict-patched=/tmp/patched/target/release/predict` (result `coldstart-LABEL`).
         #[arg(long = "variant", value_parser = parse_variant)]
         variants: Vec<(String, PathBuf)>,
         #[arg(long)]
         out: PathBuf,
     },
-    /// DynamoDB connection priming: fresh probe processes per priming mode.
-    Priming {
+    /// The DynamoDB floor of a cold start: fresh processes that build the SDK client as the
+    /// functions do and time two rate-limit writes.
+    FreshProcess {
         #[arg(long, default_value_t = 20)]
         runs: usize,
         #[arg(long)]
         out: PathBuf,
     },
-    /// One fresh process: build the SDK client, prime, time two writes; prints one JSON line.
+    /// One fresh process: build the SDK client, time two writes; prints one JSON line.
     #[command(hide = true)]
-    Probe {
-        #[arg(long)]
-        prime: raw::Prime,
+    FreshProcessRun {
         #[arg(long)]
         key_prefix: String,
     },
@@ -111,6 +114,9 @@ enum Command {
     NullFunction,
     /// Writes BENCHMARKS.md from the results.
     Report(report::Args),
+    /// Serves the functions over HTTP as API Gateway's HTTP API does (`make deploy-checks`
+    /// runs the arm64 builds through it under qemu-user). Measures nothing.
+    Gateway(gateway::Args),
 }
 
 fn parse_variant(s: &str) -> Result<(String, PathBuf), String> {
@@ -164,13 +170,13 @@ async fn run(command: Command) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Priming { runs, out } => {
+        Command::FreshProcess { runs, out } => {
             let stack = stack::Stack::from_env()?;
-            let result = scenarios::priming(&stack, runs).await?;
-            results::write(&out, "priming", &result)
+            let result = scenarios::fresh_process(&stack, runs).await?;
+            results::write(&out, "fresh-process", &result)
         }
-        Command::Probe { prime, key_prefix } => {
-            let result = scenarios::probe(prime, &key_prefix).await?;
+        Command::FreshProcessRun { key_prefix } => {
+            let result = scenarios::fresh_process_run(&key_prefix).await?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -211,5 +217,6 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::NullFunction => function::run_null_function(),
         Command::Report(args) => report::write(&args),
+        Command::Gateway(args) => gateway::run(args).await,
     }
 }

@@ -1,5 +1,4 @@
-//! DynamoDB calls made directly by the harness: the floors the functions are compared with,
-//! and the candidate priming calls.
+//! DynamoDB calls made directly by the harness: the floors the functions are compared with.
 //!
 //! [`fresh_write`] is the rate limiter's FRESH write (same update and condition expressions,
 //! same return-value settings; see `secure_ml_core::ratelimit`) on a key nobody else uses, so
@@ -90,73 +89,4 @@ pub async fn get_client(client: &Client, table: &str, client_id: &str) -> Timed 
         ms: started.elapsed().as_secs_f64() * 1e3,
         outcome: outcome(&result),
     }
-}
-
-/// Ways to open the connection before the first request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prime {
-    /// No priming: the first request pays for the connection.
-    None,
-    /// `UpdateItem` on a sentinel key with a condition no item can meet: allowed by the
-    /// predict role (`dynamodb:UpdateItem` only), writes nothing, billed as one failed
-    /// conditional write (1 WRU), answered `ConditionalCheckFailedException`.
-    SentinelUpdate,
-    /// `DescribeTable`: not in the predict role, so on AWS it is `AccessDeniedException` (which
-    /// still opens and authenticates the connection) — and a CloudTrail/`UserErrors` event on
-    /// every cold start. DynamoDB Local grants it.
-    DescribeTable,
-}
-
-impl Prime {
-    pub const ALL: [Prime; 3] = [Prime::None, Prime::SentinelUpdate, Prime::DescribeTable];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::SentinelUpdate => "sentinel-update",
-            Self::DescribeTable => "describe-table",
-        }
-    }
-}
-
-impl std::str::FromStr for Prime {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown priming mode {s:?}"))
-    }
-}
-
-/// The sentinel key of [`Prime::SentinelUpdate`]: no rate-limit key looks like it
-/// (those are `<group>#<ip>`).
-pub const SENTINEL_PK: &str = "prime#connection";
-
-/// Makes the priming call of `mode` (`None` for [`Prime::None`]).
-pub async fn prime(client: &Client, table: &str, mode: Prime) -> Option<Timed> {
-    let started = Instant::now();
-    let outcome = match mode {
-        Prime::None => return None,
-        Prime::SentinelUpdate => {
-            let result = client
-                .update_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(SENTINEL_PK.to_owned()))
-                .update_expression("REMOVE primed")
-                .condition_expression("attribute_exists(pk) AND attribute_not_exists(pk)")
-                .send()
-                .await;
-            outcome(&result)
-        }
-        Prime::DescribeTable => {
-            let result = client.describe_table().table_name(table).send().await;
-            outcome(&result)
-        }
-    };
-    Some(Timed {
-        ms: started.elapsed().as_secs_f64() * 1e3,
-        outcome,
-    })
 }

@@ -1,6 +1,5 @@
 //! What each scenario writes to the results directory (one JSON file each) and the report reads.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -33,36 +32,24 @@ pub struct ColdStart {
     pub command: String,
 }
 
-/// One priming mode over `runs` fresh probe processes.
+/// The DynamoDB floor of a cold start: `runs` fresh processes, each building the SDK client as
+/// the functions do and then making two rate-limit writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PrimingMode {
-    pub mode: String,
-    /// Building the SDK client (`dynamodb_client`), ms.
-    pub client_build_ms: Summary,
-    /// The priming call itself (moved into init), ms.
-    pub prime_ms: Option<Summary>,
-    /// How the priming calls ended (`ok`, `ConditionalCheckFailedException`, ...).
-    pub prime_outcomes: BTreeMap<String, usize>,
-    /// The first real rate-limit write of the process, ms.
-    pub first_ms: Summary,
-    /// The second one: the warm floor, ms.
-    pub second_ms: Summary,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Priming {
+pub struct FreshProcess {
     pub runs: usize,
-    pub modes: Vec<PrimingMode>,
+    /// Building the SDK configuration and the DynamoDB client (`Aws::load`), ms.
+    pub client_build_ms: Summary,
+    /// The first rate-limit write of the process (the connection not yet open), ms.
+    pub first_ms: Summary,
+    /// The second one, on the open connection, ms.
+    pub second_ms: Summary,
     pub command: String,
 }
 
-/// One probe process's answer (printed as one JSON line on stdout).
+/// One fresh process's answer (printed as one JSON line on stdout).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProbeResult {
-    pub mode: String,
+pub struct FreshProcessRun {
     pub client_build_ms: f64,
-    pub prime_ms: Option<f64>,
-    pub prime_outcome: Option<String>,
     pub first_ms: f64,
     pub first_outcome: String,
     pub second_ms: f64,

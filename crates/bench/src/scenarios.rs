@@ -1,7 +1,6 @@
 //! The measured scenarios. Each one drives release binaries through [`RuntimeApi`] and writes
 //! one JSON file (see [`crate::results`]); none of them decides pass or fail.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,9 @@ use crate::events;
 use crate::function::{FunctionProcess, Kind};
 use crate::instant::InstantDynamo;
 use crate::proxy::{CountingProxy, Counts};
-use crate::raw::{self, Prime};
+use crate::raw;
 use crate::results::{
-    Calls, CallsRow, ColdStart, Priming, PrimingMode, ProbeResult, Warm, this_command,
+    Calls, CallsRow, ColdStart, FreshProcess, FreshProcessRun, Warm, this_command,
 };
 use crate::runtime_api::{Invocation, PostKind, RuntimeApi};
 use crate::stack::{self, Stack};
@@ -191,21 +190,17 @@ pub async fn coldstart(
         .collect()
 }
 
-/// The `probe` subcommand, in a fresh process: build the client as the functions do, prime
-/// (or not), then time the first and second rate-limit writes.
-pub async fn probe(mode: Prime, key_prefix: &str) -> Result<ProbeResult, Error> {
+/// The `fresh-process-run` subcommand, in a fresh process: build the client as the functions
+/// do, then time the first and the second rate-limit write.
+pub async fn fresh_process_run(key_prefix: &str) -> Result<FreshProcessRun, Error> {
     let table = std::env::var("RATE_LIMIT_TABLE")?;
     let started = Instant::now();
     let client = stack::dynamodb().await?;
     let client_build_ms = ms(started.elapsed());
-    let primed = raw::prime(&client, &table, mode).await;
     let first = raw::fresh_write(&client, &table, &format!("{key_prefix}#1")).await;
     let second = raw::fresh_write(&client, &table, &format!("{key_prefix}#2")).await;
-    Ok(ProbeResult {
-        mode: mode.name().to_owned(),
+    Ok(FreshProcessRun {
         client_build_ms,
-        prime_ms: primed.as_ref().map(|p| p.ms),
-        prime_outcome: primed.map(|p| p.outcome),
         first_ms: first.ms,
         first_outcome: first.outcome,
         second_ms: second.ms,
@@ -213,68 +208,47 @@ pub async fn probe(mode: Prime, key_prefix: &str) -> Result<ProbeResult, Error> 
     })
 }
 
-/// Priming: `runs` fresh probe processes per mode, modes interleaved run by run so that
-/// machine noise spreads evenly over them.
-pub async fn priming(stack: &Stack, runs: usize) -> Result<Priming, Error> {
+/// The DynamoDB floor of a cold start: `runs` fresh processes of [`fresh_process_run`].
+pub async fn fresh_process(stack: &Stack, runs: usize) -> Result<FreshProcess, Error> {
     let exe = std::env::current_exe()?;
     // The predict function's environment, nothing else (certificates, profile files and
     // region are looked up exactly as in a function).
     let env = stack.function_env(Kind::Predict, "127.0.0.1:9");
-    let mut by_mode: BTreeMap<&'static str, Vec<ProbeResult>> = BTreeMap::new();
+    let mut results: Vec<FreshProcessRun> = Vec::new();
     for run in 0..runs {
-        for mode in Prime::ALL {
-            let output = tokio::task::spawn_blocking({
-                let (exe, env) = (exe.clone(), env.clone());
-                move || {
-                    std::process::Command::new(exe)
-                        .env_clear()
-                        .envs(env)
-                        .args(["probe", "--prime", mode.name(), "--key-prefix"])
-                        .arg(format!("bench#probe-{run}-{}", mode.name()))
-                        .output()
-                }
-            })
-            .await??;
-            if !output.status.success() {
-                return Err(format!(
-                    "probe {} failed: {}",
-                    mode.name(),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-                .into());
+        let output = tokio::task::spawn_blocking({
+            let (exe, env) = (exe.clone(), env.clone());
+            move || {
+                std::process::Command::new(exe)
+                    .env_clear()
+                    .envs(env)
+                    .args(["fresh-process-run", "--key-prefix"])
+                    .arg(format!("bench#fresh-{run}"))
+                    .output()
             }
-            let result: ProbeResult = serde_json::from_slice(&output.stdout)?;
-            if result.first_outcome != "ok" || result.second_outcome != "ok" {
-                return Err(format!("probe {} could not write: {result:?}", mode.name()).into());
-            }
-            by_mode.entry(mode.name()).or_default().push(result);
+        })
+        .await??;
+        if !output.status.success() {
+            return Err(format!(
+                "fresh process failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
         }
+        let result: FreshProcessRun = serde_json::from_slice(&output.stdout)?;
+        if result.first_outcome != "ok" || result.second_outcome != "ok" {
+            return Err(format!("fresh process could not write: {result:?}").into());
+        }
+        results.push(result);
         eprint!(".");
     }
     eprintln!();
-    let mut modes = Vec::new();
-    for mode in Prime::ALL {
-        let results = by_mode.remove(mode.name()).unwrap_or_default();
-        let pick = |f: fn(&ProbeResult) -> f64| results.iter().map(f).collect::<Vec<f64>>();
-        let primes: Vec<f64> = results.iter().filter_map(|r| r.prime_ms).collect();
-        let mut outcomes = BTreeMap::new();
-        for r in &results {
-            if let Some(o) = &r.prime_outcome {
-                *outcomes.entry(o.clone()).or_insert(0) += 1;
-            }
-        }
-        modes.push(PrimingMode {
-            mode: mode.name().to_owned(),
-            client_build_ms: summary(&pick(|r| r.client_build_ms))?,
-            prime_ms: Summary::of(&primes),
-            prime_outcomes: outcomes,
-            first_ms: summary(&pick(|r| r.first_ms))?,
-            second_ms: summary(&pick(|r| r.second_ms))?,
-        });
-    }
-    Ok(Priming {
+    let pick = |f: fn(&FreshProcessRun) -> f64| results.iter().map(f).collect::<Vec<f64>>();
+    Ok(FreshProcess {
         runs,
-        modes,
+        client_build_ms: summary(&pick(|r| r.client_build_ms))?,
+        first_ms: summary(&pick(|r| r.first_ms))?,
+        second_ms: summary(&pick(|r| r.second_ms))?,
         command: this_command(),
     })
 }
@@ -506,19 +480,236 @@ pub async fn warm_token(
     })
 }
 
-/// One step of the calls scenario.
+/// The instances of the calls scenario: two predict instances sharing the table, as two
+/// Lambda instances do, and the token function.
+#[derive(Debug, Clone, Copy)]
+enum Instance {
+    A,
+    B,
+    Token,
+}
+
+impl Instance {
+    /// Spawn order, which is also each instance's index.
+    const ALL: [Instance; 3] = [Self::A, Self::B, Self::Token];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name in the report.
+    fn name(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::Token => "token",
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Self::A | Self::B => Kind::Predict,
+            Self::Token => Kind::Token,
+        }
+    }
+
+    /// The label of its logs.
+    fn label(self) -> &'static str {
+        match self {
+            Self::A => "calls-predict-a",
+            Self::B => "calls-predict-b",
+            Self::Token => "calls-token",
+        }
+    }
+}
+
+/// One request of the calls scenario and the DynamoDB calls it should make.
 struct Step {
-    instance: usize,
+    instance: Instance,
     case: &'static str,
     event: Vec<u8>,
     expected_calls: u64,
     expected: &'static str,
+    /// A row of the report; the other steps only set the stage for the next ones.
     report: bool,
 }
 
-/// DynamoDB calls per request, counted by a proxy in front of DynamoDB Local. Two predict
-/// instances (A and B) share the table, as two Lambda instances do; a strict policy (quota 1
-/// per minute, burst 3) keeps every bucket full for the few milliseconds the steps take.
+impl Step {
+    fn new(
+        instance: Instance,
+        case: &'static str,
+        event: Vec<u8>,
+        expected_calls: u64,
+        expected: &'static str,
+    ) -> Self {
+        Self {
+            instance,
+            case,
+            event,
+            expected_calls,
+            expected,
+            report: true,
+        }
+    }
+
+    /// One request on instance A that fills part of another key's burst.
+    fn fill(event: Vec<u8>) -> Self {
+        Self {
+            report: false,
+            ..Self::new(Instance::A, "(fill another key's burst)", event, 1, "1")
+        }
+    }
+}
+
+/// The requests, in order: each relies on what the previous ones left behind (a key an
+/// instance remembers, a full burst). Source IPs are rate-limit keys: `one` is admitted
+/// three times, `two` has its burst filled and is then refused, `three` sends an oversized
+/// batch, `four` the rest (an invalid token, `/health`, a token request).
+fn calls_steps(stack: &Stack, token: &str) -> Vec<Step> {
+    use Instance::{A, B};
+    let ip = |i| events::ip(PHASE_CALLS, i);
+    let (one, two, three, four) = (ip(1), ip(2), ip(3), ip(4));
+    vec![
+        Step::new(
+            A,
+            "admitted: key new to every instance",
+            events::predict(token, &one, 1),
+            1,
+            "1 UpdateItem (FRESH)",
+        ),
+        Step::new(
+            A,
+            "admitted: busy key this instance remembers",
+            events::predict(token, &one, 2),
+            1,
+            "1 UpdateItem (EXTEND)",
+        ),
+        Step::new(
+            B,
+            "admitted: busy key new to this instance",
+            events::predict(token, &one, 3),
+            2,
+            "2 UpdateItem (FRESH fails, EXTEND)",
+        ),
+        Step::fill(events::predict(token, &two, 4)),
+        Step::fill(events::predict(token, &two, 5)),
+        Step::fill(events::predict(token, &two, 6)),
+        Step::new(
+            B,
+            "refused: by DynamoDB (key new to this instance)",
+            events::predict(token, &two, 7),
+            1,
+            "1 UpdateItem, condition fails (ALL_OLD → refuse)",
+        ),
+        Step::new(
+            B,
+            "refused again: same instance, before Retry-After",
+            events::predict(token, &two, 8),
+            0,
+            "0 (from memory)",
+        ),
+        Step::new(
+            A,
+            "refused: instance that filled the burst itself",
+            events::predict(token, &two, 9),
+            0,
+            "0 (from memory)",
+        ),
+        Step::new(
+            A,
+            "refused: batch of 4 rows > burst 3",
+            events::batch(token, &three, 10, 4),
+            0,
+            "0 (can never fit)",
+        ),
+        Step::new(
+            A,
+            "rejected: invalid token (401)",
+            events::predict_bad_token(&four, 11),
+            0,
+            "0 (auth before limit)",
+        ),
+        Step::new(A, "GET /health", events::health(&four, 12), 0, "0"),
+        Step::new(
+            Instance::Token,
+            "POST /token: issued",
+            events::token(&stack.client_id, &stack.client_secret, &four, 13),
+            2,
+            "1 UpdateItem + 1 GetItem",
+        ),
+    ]
+}
+
+/// A function process under its own Runtime API (the process first: it dies before its API).
+struct Running {
+    process: FunctionProcess,
+    api: RuntimeApi,
+}
+
+/// Starts every [`Instance`] with its DynamoDB calls going through `proxy` and a strict
+/// policy for predict (quota 1 per minute, burst 3), which keeps every bucket full for the
+/// few milliseconds the steps take.
+async fn spawn_instances(
+    stack: &Stack,
+    predict: &Path,
+    token_binary: &Path,
+    proxy: &CountingProxy,
+    logs: &Path,
+) -> Result<Vec<Running>, Error> {
+    let overrides = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()),
+        ("PREDICT_RATE_PER_MINUTE", "1".to_owned()),
+        ("PREDICT_BURST", "3".to_owned()),
+    ];
+    let mut running = Vec::new();
+    for instance in Instance::ALL {
+        let kind = instance.kind();
+        let binary = if kind == Kind::Predict {
+            predict
+        } else {
+            token_binary
+        };
+        let api = RuntimeApi::start(kind.name()).await?;
+        let process = FunctionProcess::spawn(
+            kind,
+            binary,
+            stack,
+            &api,
+            logs,
+            instance.label(),
+            &overrides,
+        )?;
+        running.push(Running { process, api });
+    }
+    Ok(running)
+}
+
+/// Sends `step` to its instance and counts the DynamoDB calls the proxy saw meanwhile; the
+/// report's row when the step is one.
+async fn run_step(
+    running: &mut [Running],
+    proxy: &CountingProxy,
+    step: Step,
+) -> Result<Option<CallsRow>, Error> {
+    let before: Counts = proxy.counts();
+    let Running { process, api } = &mut running[step.instance.index()];
+    let invocation = match api.invoke(step.event, STEP_TIMEOUT).await {
+        Ok(inv) => inv,
+        Err(error) => return Err(process.explain(error)),
+    };
+    let counts = proxy.counts().since(&before);
+    Ok(step.report.then(|| CallsRow {
+        case: step.case.to_owned(),
+        instance: step.instance.name().to_owned(),
+        status: invocation.status(),
+        counts,
+        expected_calls: step.expected_calls,
+        expected: step.expected.to_owned(),
+    }))
+}
+
+/// DynamoDB calls per request, counted by a proxy in front of DynamoDB Local, over the
+/// requests of [`calls_steps`] sent to the instances of [`Instance`].
 pub async fn calls(
     stack: &Stack,
     predict: &Path,
@@ -527,154 +718,12 @@ pub async fn calls(
 ) -> Result<Calls, Error> {
     let proxy = CountingProxy::start(&stack.endpoint).await?;
     let token = stack.mint_token()?;
-    let overrides = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()),
-        ("PREDICT_RATE_PER_MINUTE", "1".to_owned()),
-        ("PREDICT_BURST", "3".to_owned()),
-    ];
-    let mut apis = Vec::new();
-    let mut processes = Vec::new();
-    for (kind, binary, label) in [
-        (Kind::Predict, predict, "calls-predict-a"),
-        (Kind::Predict, predict, "calls-predict-b"),
-        (Kind::Token, token_binary, "calls-token"),
-    ] {
-        let api = RuntimeApi::start(kind.name()).await?;
-        processes.push(FunctionProcess::spawn(
-            kind, binary, stack, &api, logs, label, &overrides,
-        )?);
-        apis.push(api);
-    }
-    let names = ["A", "B", "token"];
-    let ip = |i| events::ip(PHASE_CALLS, i);
-    let (one, two, three, four) = (ip(1), ip(2), ip(3), ip(4));
-    let steps = vec![
-        Step {
-            instance: 0,
-            case: "admitted: key new to every instance",
-            event: events::predict(&token, &one, 1),
-            expected_calls: 1,
-            expected: "1 UpdateItem (FRESH)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "admitted: busy key this instance remembers",
-            event: events::predict(&token, &one, 2),
-            expected_calls: 1,
-            expected: "1 UpdateItem (EXTEND)",
-            report: true,
-        },
-        Step {
-            instance: 1,
-            case: "admitted: busy key new to this instance",
-            event: events::predict(&token, &one, 3),
-            expected_calls: 2,
-            expected: "2 UpdateItem (FRESH fails, EXTEND)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 4),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 5),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 0,
-            case: "(fill another key's burst)",
-            event: events::predict(&token, &two, 6),
-            expected_calls: 1,
-            expected: "1",
-            report: false,
-        },
-        Step {
-            instance: 1,
-            case: "refused: by DynamoDB (key new to this instance)",
-            event: events::predict(&token, &two, 7),
-            expected_calls: 1,
-            expected: "1 UpdateItem, condition fails (ALL_OLD → refuse)",
-            report: true,
-        },
-        Step {
-            instance: 1,
-            case: "refused again: same instance, before Retry-After",
-            event: events::predict(&token, &two, 8),
-            expected_calls: 0,
-            expected: "0 (from memory)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "refused: instance that filled the burst itself",
-            event: events::predict(&token, &two, 9),
-            expected_calls: 0,
-            expected: "0 (from memory)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "refused: batch of 4 rows > burst 3",
-            event: events::batch(&token, &three, 10, 4),
-            expected_calls: 0,
-            expected: "0 (can never fit)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "rejected: invalid token (401)",
-            event: events::predict_bad_token(&four, 11),
-            expected_calls: 0,
-            expected: "0 (auth before limit)",
-            report: true,
-        },
-        Step {
-            instance: 0,
-            case: "GET /health",
-            event: events::health(&four, 12),
-            expected_calls: 0,
-            expected: "0",
-            report: true,
-        },
-        Step {
-            instance: 2,
-            case: "POST /token: issued",
-            event: events::token(&stack.client_id, &stack.client_secret, &four, 13),
-            expected_calls: 2,
-            expected: "1 UpdateItem + 1 GetItem",
-            report: true,
-        },
-    ];
+    let mut running = spawn_instances(stack, predict, token_binary, &proxy, logs).await?;
     let mut rows = Vec::new();
-    for step in steps {
-        let before: Counts = proxy.counts();
-        let api = &mut apis[step.instance];
-        let invocation = match api.invoke(step.event, STEP_TIMEOUT).await {
-            Ok(inv) => inv,
-            Err(error) => return Err(processes[step.instance].explain(error)),
-        };
-        let counts = proxy.counts().since(&before);
-        if step.report {
-            rows.push(CallsRow {
-                case: step.case.to_owned(),
-                instance: names[step.instance].to_owned(),
-                status: invocation.status(),
-                counts,
-                expected_calls: step.expected_calls,
-                expected: step.expected.to_owned(),
-            });
-        }
+    for step in calls_steps(stack, &token) {
+        rows.extend(run_step(&mut running, &proxy, step).await?);
     }
-    for process in processes {
+    for Running { process, .. } in running {
         process.stop();
     }
     Ok(Calls {

@@ -21,7 +21,6 @@ pub struct Stack {
     pub rate_limit_table: String,
     pub clients_table: String,
     pub signing_keys_file: PathBuf,
-    pub jwks_file: PathBuf,
     pub issuer: String,
     pub audience: String,
     /// A client created with `admin client create` (for `POST /token`).
@@ -45,7 +44,6 @@ impl Stack {
             rate_limit_table: var("RATE_LIMIT_TABLE")?,
             clients_table: var("CLIENTS_TABLE")?,
             signing_keys_file: var("SIGNING_KEYS_FILE")?.into(),
-            jwks_file: var("JWKS_FILE")?.into(),
             issuer: var("TOKEN_ISSUER")?,
             audience: var("TOKEN_AUDIENCE")?,
             client_id: var("BENCH_CLIENT_ID")?,
@@ -89,7 +87,6 @@ impl Stack {
             (config::CLIENTS_TABLE.name, self.clients_table.clone()),
             (config::TOKEN_ISSUER.name, self.issuer.clone()),
             (config::TOKEN_AUDIENCE.name, self.audience.clone()),
-            (config::JWKS_FILE.name, self.jwks_file.display().to_string()),
             (
                 config::SIGNING_KEYS_FILE.name,
                 self.signing_keys_file.display().to_string(),

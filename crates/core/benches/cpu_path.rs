@@ -18,11 +18,11 @@ use std::hint::black_box;
 use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signature, Verifier as _};
-use iris_model::Forest;
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings, Verifier};
 use secure_ml_core::model::ServedModel;
 use secure_ml_core::predict::{Row, parse_batch, parse_single};
+use tree_model::Ensemble;
 
 static MODEL: &[u8] = include_bytes!("../../../model-artifacts/model.bin");
 static MANIFEST: &str = include_str!("../../../model-artifacts/manifest.json");
@@ -83,7 +83,8 @@ fn cpu(c: &mut Criterion) {
         .verifying_key();
 
     let model = ServedModel::load(MODEL, MANIFEST).expect("model");
-    let forest = Forest::from_bytes(MODEL).expect("forest");
+    let forest = Ensemble::from_bytes(MODEL).expect("forest");
+    let mut scratch = forest.scratch();
     let rows = iris_rows();
     assert_eq!(rows.len(), 150, "iris.csv rows");
     let batch: Vec<Row> = rows.iter().copied().cycle().skip(25).take(100).collect();
@@ -131,7 +132,7 @@ fn cpu(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % rows.len();
-            forest.predict(black_box(&rows[i]))
+            black_box(forest.predict_into(black_box(&rows[i]), &mut scratch));
         })
     });
     group.bench_function("predict_batch_100", |b| {
@@ -140,7 +141,7 @@ fn cpu(c: &mut Criterion) {
     group.bench_function("forest_batch_100_floor", |b| {
         b.iter(|| {
             for row in black_box(&batch) {
-                black_box(forest.predict(row));
+                black_box(forest.predict_into(row, &mut scratch));
             }
         })
     });

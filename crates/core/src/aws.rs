@@ -75,7 +75,7 @@ impl DynamoSettings {
     }
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 pub(crate) use clients::secrets_client;
 #[cfg(feature = "aws")]
 pub use clients::{Aws, check_table};
@@ -132,12 +132,14 @@ mod clients {
 
         /// A Secrets Manager client. Keys are read at init and on rare reloads; those reads
         /// must still never hang a request.
+        #[cfg(feature = "secrets")]
         pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
             secrets_client(&self.sdk)
         }
     }
 
     /// A Secrets Manager client on `sdk` with the bounds key reads need.
+    #[cfg(feature = "secrets")]
     pub(crate) fn secrets_client(sdk: &aws_config::SdkConfig) -> aws_sdk_secretsmanager::Client {
         let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .timeout_config(

@@ -111,9 +111,9 @@ macro_rules! var {
 
 var!(
     RATE_LIMIT_TABLE,
-    FUNCTIONS,
+    &[Predict, Token, Admin],
     Presence::Required,
-    "rate-limit table name"
+    "rate-limit table name; its item `jwks` is the public key set (admin writes it, predict reads it)"
 );
 var!(
     CLIENTS_TABLE,
@@ -151,19 +151,6 @@ var!(
     Presence::OneOf("SIGNING_KEYS_SECRET_ID"),
     true,
     "private key set in a 0600 file (local)"
-);
-var!(
-    JWKS_SECRET_ID,
-    &[Predict, Admin],
-    Presence::OneOf("JWKS_FILE"),
-    "public JWKS in Secrets Manager (AWS)"
-);
-var!(
-    JWKS_FILE,
-    &[Predict, Admin],
-    Presence::OneOf("JWKS_SECRET_ID"),
-    true,
-    "public JWKS in a file (local)"
 );
 var!(
     PREDICT_RATE_PER_MINUTE,
@@ -260,8 +247,6 @@ pub const VARIABLES: &[&Var] = &[
     &TOKEN_LIFETIME_SECONDS,
     &SIGNING_KEYS_SECRET_ID,
     &SIGNING_KEYS_FILE,
-    &JWKS_SECRET_ID,
-    &JWKS_FILE,
     &PREDICT_RATE_PER_MINUTE,
     &PREDICT_BURST,
     &PREMIUM_MULTIPLIER,

@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use iris_model::{Forest, Manifest};
-use ndarray::ArrayView2;
 use serde::Serialize;
+use tree_model::{Batch, Ensemble, Manifest, Outcome};
 
 use crate::predict::{N_FEATURES, Row};
 
@@ -19,11 +18,13 @@ pub enum ModelLoadError {
     #[error("the model manifest is not valid JSON: {0}")]
     Manifest(#[source] serde_json::Error),
     #[error("the model artifact does not match its manifest: {0}")]
-    Artifact(#[source] iris_model::ModelError),
+    Artifact(#[source] tree_model::ModelError),
     #[error("the model manifest describes {found} features, the API expects {N_FEATURES}")]
     FeatureCount { found: usize },
     #[error("the model manifest lists {labels} labels but the forest predicts {classes} classes")]
     LabelCount { labels: usize, classes: usize },
+    #[error("the model is a regressor; this API version serves classifiers")]
+    NotAClassifier,
 }
 
 /// One prediction as returned to clients.
@@ -41,7 +42,7 @@ pub struct PredictionView {
 /// The model as the prediction function serves it.
 #[derive(Debug)]
 pub struct ServedModel {
-    forest: Forest,
+    forest: Ensemble,
     manifest: Manifest,
     card_json: String,
 }
@@ -51,19 +52,24 @@ impl ServedModel {
     pub fn load(artifact: &[u8], manifest_json: &str) -> Result<Self, ModelLoadError> {
         let manifest: Manifest =
             serde_json::from_str(manifest_json).map_err(ModelLoadError::Manifest)?;
-        iris_model::verify(artifact, &manifest).map_err(ModelLoadError::Artifact)?;
-        let forest = Forest::from_bytes(artifact).map_err(ModelLoadError::Artifact)?;
+        manifest.check().map_err(ModelLoadError::Artifact)?;
+        tree_model::verify(artifact, &manifest).map_err(ModelLoadError::Artifact)?;
+        let forest = Ensemble::from_bytes(artifact).map_err(ModelLoadError::Artifact)?;
+        let Some(n_classes) = forest.n_classes() else {
+            return Err(ModelLoadError::NotAClassifier);
+        };
         if manifest.features.len() != N_FEATURES {
             return Err(ModelLoadError::FeatureCount {
                 found: manifest.features.len(),
             });
         }
-        if manifest.labels.len() != forest.n_classes() {
+        if manifest.labels.len() != n_classes {
             return Err(ModelLoadError::LabelCount {
                 labels: manifest.labels.len(),
-                classes: forest.n_classes(),
+                classes: n_classes,
             });
         }
+        tree_model::check_agreement(&forest, &manifest).map_err(ModelLoadError::Artifact)?;
         // The card is the manifest as published; serialising it cannot fail for a type that
         // was just deserialised, but an empty object is a safe answer if it ever did.
         let card_json = serde_json::to_string(&manifest).unwrap_or_else(|_| String::from("{}"));
@@ -91,41 +97,29 @@ impl ServedModel {
 
     /// Predicts one row.
     pub fn predict(&self, row: &Row, with_probabilities: bool) -> PredictionView {
-        let prediction = self.forest.predict(row);
-        self.view(
-            row,
-            prediction.class,
-            &prediction.shares,
-            with_probabilities,
-        )
+        let mut scratch = self.forest.scratch();
+        let outcome = self.forest.predict_into(row, &mut scratch);
+        self.view(row, outcome, with_probabilities)
     }
 
-    /// Predicts a batch through the forest's matrix path.
+    /// Predicts a batch through the forest's tree-major batch path.
     pub fn predict_batch(&self, rows: &[Row], with_probabilities: bool) -> Vec<PredictionView> {
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-        match ArrayView2::from_shape((rows.len(), N_FEATURES), &flat) {
-            Ok(matrix) => self
-                .forest
-                .predict_batch(matrix)
-                .iter()
-                .zip(rows)
-                .map(|(p, row)| self.view(row, p.class, &p.shares, with_probabilities))
-                .collect(),
-            // The shape always matches (rows are fixed-size arrays); fall back to the row path.
-            Err(_) => rows
-                .iter()
-                .map(|row| self.predict(row, with_probabilities))
-                .collect(),
-        }
+        let mut batch = Batch::new();
+        self.forest.predict_batch_into(&flat, &mut batch);
+        batch
+            .iter()
+            .zip(rows)
+            .map(|(outcome, row)| self.view(row, outcome, with_probabilities))
+            .collect()
     }
 
-    fn view(
-        &self,
-        row: &Row,
-        class: usize,
-        shares: &[f64],
-        with_probabilities: bool,
-    ) -> PredictionView {
+    fn view(&self, row: &Row, outcome: Outcome<'_>, with_probabilities: bool) -> PredictionView {
+        // `load` refuses regressors, so every outcome here is a class.
+        let (class, shares) = match outcome {
+            Outcome::Class { class, scores } => (class, scores),
+            Outcome::Value(_) => (0, &[][..]),
+        };
         let label = self.manifest.labels.get(class).cloned().unwrap_or_default();
         let probabilities = with_probabilities.then(|| {
             self.manifest
@@ -151,16 +145,19 @@ impl ServedModel {
             .features
             .iter()
             .zip(row)
-            .filter(|(f, x)| **x < f.training_min || **x > f.training_max)
-            .map(|(f, x)| {
-                format!(
-                    "{} = {} {} is outside the training range [{}, {}]",
+            .filter(|(f, x)| f.is_outside_training_range(**x))
+            .filter_map(|(f, x)| {
+                let (min, max) = f.training_range()?;
+                let unit = f
+                    .unit
+                    .as_deref()
+                    .map(|u| format!(" {u}"))
+                    .unwrap_or_default();
+                Some(format!(
+                    "{} = {}{unit} is outside the training range [{min}, {max}]",
                     f.name,
                     crate::predict::number(*x),
-                    f.unit,
-                    f.training_min,
-                    f.training_max
-                )
+                ))
             })
             .collect()
     }

@@ -79,7 +79,7 @@ pub fn finish_init<D>(started: std::time::Instant, outcome: Result<D, String>) -
     }
 }
 
-/// Namespace of every metric the functions publish (`frame::access` writes them).
+/// Namespace of every metric the template's metric filters derive from the access lines.
 pub const METRICS_NAMESPACE: &str = "SecureMlApi";
 
 #[cfg(test)]

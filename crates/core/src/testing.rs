@@ -203,6 +203,58 @@ pub fn run_init_on_stack(
     .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
 }
 
+/// A rate-limit table of its own in the local stack's DynamoDB, named after this test process
+/// and `name`, holding `jwks` (the text of its `jwks` item) when given: for a test to break the
+/// public keys with, without touching the stack's table.
+pub fn scratch_table(name: &str, jwks: Option<&str>) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    let table = format!("smla-init-{}-{name}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    runtime.block_on(async {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = KeySchemaElement::builder()
+            .attribute_name("pk")
+            .key_type(KeyType::Hash)
+            .build();
+        client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk").unwrap_or_else(|e| panic!("{e}")))
+            .key_schema(key.unwrap_or_else(|e| panic!("{e}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {table}: {e}"));
+        if let Some(jwks) = jwks {
+            client
+                .put_item()
+                .table_name(&table)
+                .item(
+                    "pk",
+                    AttributeValue::S(crate::auth::store::JWKS_ITEM_KEY.into()),
+                )
+                .item("document", AttributeValue::S(jwks.into()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put the jwks item into {table}: {e}"));
+        }
+    });
+    table
+}
+
 /// A file named after this test process holding `contents`, for a test to break a setting with.
 pub fn scratch_file(name: &str, contents: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("smla-init-{}-{name}", std::process::id()));

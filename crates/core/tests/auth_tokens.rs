@@ -722,7 +722,13 @@ mod rotation {
             audience: AUD.into(),
             jwks: JwksSource::File(dir.join("jwks.json")),
         };
-        let verifier = Verifier::load(config, &aws_config::SdkConfig::builder().build())
+        // A file source needs no AWS client; this one is never called.
+        let unused = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+        );
+        let verifier = Verifier::load(config, &unused)
             .await
             .unwrap()
             .with_reload_interval(interval);
@@ -903,7 +909,10 @@ mod token_cache {
     async fn failures_are_never_cached() {
         let fx = Fixture::new();
         let token = fx.issue(&[SCOPE_PREDICT]);
-        let tampered = format!("{}A", &token[..token.len() - 1]);
+        // One character of the signature changed (to another one), so it no longer verifies.
+        let at = token.rfind('.').unwrap() + 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
         for _ in 0..2 {
             assert!(fx.verify(&tampered).await.is_err());
         }

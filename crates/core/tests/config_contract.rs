@@ -181,7 +181,6 @@ fn every_default_parses_where_it_is_used() {
         ("CLIENTS_TABLE", "c"),
         ("TOKEN_ISSUER", "i"),
         ("TOKEN_AUDIENCE", "a"),
-        ("JWKS_FILE", "/j"),
         ("SIGNING_KEYS_FILE", "/k"),
     ]);
     secure_ml_core::ratelimit::RateLimitConfig::from_vars(&vars).unwrap();

@@ -7,12 +7,13 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// The artifact bytes are not a postcard-encoded forest (garbage, truncated, trailing bytes).
+    /// The artifact bytes are not a postcard-encoded ensemble (garbage, truncated, trailing bytes).
     #[error("the model artifact could not be decoded: {0}")]
     Decode(String),
 
     /// The artifact decoded but describes something this code must not run (wrong format
-    /// version, out-of-range feature or child index, wrong number of classes...).
+    /// version, out-of-range feature or child index, more nodes than allowed...), or it
+    /// disagrees with its manifest.
     #[error("the model artifact is invalid: {0}")]
     InvalidModel(String),
 
@@ -28,6 +29,10 @@ pub enum ModelError {
     /// `manifest.json` is not valid JSON for [`crate::Manifest`].
     #[error("the model manifest could not be parsed: {0}")]
     Manifest(#[source] serde_json::Error),
+
+    /// `manifest.json` parsed but its parts do not fit together.
+    #[error("the model manifest is invalid: {0}")]
+    InvalidManifest(String),
 
     /// The training CSV is malformed.
     #[error("the training data is invalid: {0}")]

@@ -4,8 +4,8 @@
 mod handler;
 
 use secure_ml_core::auth::{Verifier, VerifierConfig};
-use secure_ml_core::aws::{Aws, check_table};
-use secure_ml_core::config::{self, Vars};
+use secure_ml_core::aws::Aws;
+use secure_ml_core::config::Vars;
 use secure_ml_core::frame::Frame;
 use secure_ml_core::model::ServedModel;
 use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter};
@@ -26,13 +26,11 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let limits = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let frame = Frame::from_vars(vars).map_err(|e| e.to_string())?;
     let aws = Aws::load(&limits.dynamo).await;
-    // The public keys and the table check are independent network calls: overlap them.
-    let (verifier, table) = tokio::join!(
-        Verifier::load(verifier_config, aws.sdk()),
-        check_table(aws.dynamodb(), &limits.table, config::RATE_LIMIT_TABLE.name),
-    );
-    let verifier = verifier.map_err(|e| e.to_string())?;
-    table?;
+    // The public keys are an item of the rate-limit table: reading them also proves the table
+    // exists (a missing one fails init, naming it) and opens the connection requests will use.
+    let verifier = Verifier::load(verifier_config, aws.dynamodb())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(handler::Deps {
         frame,
         model,

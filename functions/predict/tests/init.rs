@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use secure_ml_core::config::Program;
-use secure_ml_core::testing::{InitRun, run_init_on_stack, scratch_file};
+use secure_ml_core::testing::{InitRun, run_init_on_stack, scratch_table};
 
 const BIN: &str = env!("CARGO_BIN_EXE_predict");
 
@@ -37,22 +37,20 @@ fn a_missing_rate_limit_table_fails_init_naming_it() {
 
 #[test]
 #[ignore = "needs the local stack: run make test"]
-fn a_corrupt_jwks_file_fails_init_naming_it() {
-    let path = scratch_file("corrupt-jwks.json", "{\"keys\": [{\"kty\": ");
-    let run = start(&[("JWKS_FILE", path.to_str().unwrap())]);
-    std::fs::remove_file(&path).unwrap();
-    run.assert_failed_naming(&[path.to_str().unwrap()]);
+fn a_corrupt_jwks_item_fails_init_naming_it() {
+    let table = scratch_table("corrupt-jwks", Some("{\"keys\": [{\"kty\": "));
+    let run = start(&[("RATE_LIMIT_TABLE", &table)]);
+    run.assert_failed_naming(&[&table, "jwks", "RATE_LIMIT_TABLE"]);
 }
 
 #[test]
 #[ignore = "needs the local stack: run make test"]
 fn a_jwks_with_a_key_of_the_wrong_type_fails_init() {
-    let path = scratch_file(
-        "rsa-jwks.json",
-        r#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#,
+    let table = scratch_table(
+        "rsa-jwks",
+        Some(r#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#),
     );
-    let run = start(&[("JWKS_FILE", path.to_str().unwrap())]);
-    std::fs::remove_file(&path).unwrap();
+    let run = start(&[("RATE_LIMIT_TABLE", &table)]);
     run.assert_failed_naming(&[]);
 }
 
@@ -69,9 +67,8 @@ fn a_missing_setting_fails_init_naming_the_variable() {
 #[test]
 #[ignore = "needs the local stack: run make test"]
 fn a_jwks_not_created_yet_is_a_warning_not_an_init_failure() {
-    let missing =
-        std::env::temp_dir().join(format!("smla-init-{}-absent.json", std::process::id()));
-    let run = start(&[("JWKS_FILE", missing.to_str().unwrap())]);
+    let table = scratch_table("no-jwks", None);
+    let run = start(&[("RATE_LIMIT_TABLE", &table)]);
     assert!(
         run.at_level("WARN")
             .iter()

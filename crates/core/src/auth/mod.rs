@@ -12,22 +12,21 @@
 //! # Key distribution
 //!
 //! ```text
-//!   admin keys generate|rotate
-//!      │ 1. JWKS_SECRET_ID          public JWKS, written first, so verifiers can learn a key
-//!      │                            before any token is signed with it
-//!      │ 2. SIGNING_KEYS_SECRET_ID  private key set (readable by the token function only)
+//!   admin keys generate|rotate|revoke|publish
+//!      │ 1. item `jwks` of RATE_LIMIT_TABLE   public JWKS, written first, so verifiers can
+//!      │                                      learn a key before any token is signed with it
+//!      │ 2. SIGNING_KEYS_SECRET_ID            private key set (readable by the token function only)
 //!      ▼
 //!   token function ── loads the key set at init, re-reads it every KEY_REFRESH_SECONDS (300 s),
 //!                     signs with the active key, serves GET /.well-known/jwks.json from it
-//!   predict function ─ loads the JWKS at init; a token whose `kid` it does not know triggers one
-//!                     reload, at most once per JWKS_RELOAD_INTERVAL_SECONDS (60 s) per instance
+//!   predict function ─ reads the JWKS item at init and when its copy is 300 s old; a token
+//!                     whose `kid` it does not know triggers one bounded reload
 //! ```
 //!
-//! Both halves are Secrets Manager secrets on AWS (two secrets, separate IAM grants: the
-//! prediction function can read the public one only, SPEC §5) and files locally
-//! (`SIGNING_KEYS_FILE`, written 0600, and `JWKS_FILE`). Why not an SSM parameter for the public
-//! half: see [`store`]. No other code path differs between local and AWS.
-//!
+//! The private half is a Secrets Manager secret on AWS (readable by the token function only,
+//! SPEC §5) and a 0600 file locally (`SIGNING_KEYS_FILE`). The public half is an item of the
+//! rate-limit table, on AWS and locally alike; why not a second secret: see [`store`].
+
 //! # Rotation timeline
 //!
 //! ```text

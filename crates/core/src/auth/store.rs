@@ -3,17 +3,21 @@
 //! | half | local | AWS |
 //! |---|---|---|
 //! | private [`KeySet`] | `SIGNING_KEYS_FILE` (mode 0600) | Secrets Manager `SIGNING_KEYS_SECRET_ID` |
-//! | public [`Jwks`] | `JWKS_FILE` | Secrets Manager `JWKS_SECRET_ID` (a second, separate secret) |
+//! | public [`Jwks`] | item `jwks` of `RATE_LIMIT_TABLE` in DynamoDB Local | item `jwks` of `RATE_LIMIT_TABLE` |
 //!
-//! Why a second secret rather than an SSM parameter for the public half: the token function's
-//! Secrets Manager client is already in the build, while `aws-sdk-ssm` is the largest crate in
-//! the dependency tree (~200 s per debug build on two cores, more in release); and GetParameter's
-//! default 40 TPS per account is shared by everything in it, while a burst of prediction cold
-//! starts would each read the JWKS once. The secret holds public data, so its only protection
-//! that matters is integrity: IAM lets the admin role write it, both functions read it, and only
-//! the token function read the private-key secret.
+//! Why the public half is an item of the rate-limit table rather than a second secret (or an
+//! SSM parameter): the prediction function reads it at every cold start, and it already talks
+//! to that table. A GetItem costs 1/40 of a GetSecretValue ($0.125 per million read units
+//! against $0.05 per 10,000 calls), rides the DynamoDB connection the function opens anyway
+//! (one TLS handshake at init instead of two, at 1/14 of a vCPU), and keeps the Secrets Manager
+//! SDK out of the prediction binary; locally it is the same code path, against DynamoDB Local.
+//! GetParameter's default 40 TPS per account would also be shared by a burst of cold starts.
+//! The item holds public data, so what matters is its integrity: only the operators may write
+//! it, and the functions' roles may write only the items of their own rate-limit group
+//! (`dynamodb:LeadingKeys` in template.yaml); the private set stays a secret that only the
+//! token function can read.
 //!
-//! Setting both the AWS and the local variable of one half is a configuration error: a
+//! Setting both the AWS and the local variable of the private half is a configuration error: a
 //! deployment must never silently prefer one source over the other.
 
 use std::fmt;
@@ -70,49 +74,49 @@ impl KeySetSource {
     }
 }
 
-/// Where the public JWKS is: `JWKS_SECRET_ID` or `JWKS_FILE`.
+/// The key of the JWKS item in the rate-limit table. Rate-limit items are `<group>#<key>`, so
+/// no client can ever name this one.
+pub const JWKS_ITEM_KEY: &str = "jwks";
+
+/// Where the public JWKS is: the `jwks` item of a DynamoDB table (the rate-limit table), or a
+/// file (tests and tools).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
-    Secret(String),
+    Table(String),
     File(PathBuf),
 }
 
 impl JwksSource {
-    /// Required: the verifier must know where its keys come from.
+    /// The `jwks` item of `RATE_LIMIT_TABLE`.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Self::from_vars_optional(vars)?.ok_or_else(|| ConfigError::Missing {
-            name: "JWKS_SECRET_ID (or JWKS_FILE locally)".into(),
-        })
-    }
-
-    /// Optional (the admin CLI publishes a JWKS only where one is configured).
-    pub fn from_vars_optional(vars: &Vars) -> Result<Option<Self>, ConfigError> {
-        Ok(
-            match one_of(vars, &config::JWKS_SECRET_ID, &config::JWKS_FILE)? {
-                Some(Ok(id)) => Some(Self::Secret(id)),
-                Some(Err(path)) => Some(Self::File(path)),
-                None => None,
-            },
-        )
+        Ok(Self::Table(
+            vars.required(&config::RATE_LIMIT_TABLE)?.trim().to_owned(),
+        ))
     }
 }
 
-/// One stored document: a local file or a Secrets Manager secret.
+/// One stored document: a local file, a Secrets Manager secret, or a DynamoDB item.
 enum Document {
     File {
         path: PathBuf,
         mode: u32,
     },
-    #[cfg(feature = "aws")]
+    #[cfg(feature = "secrets")]
     Secret {
         client: aws_sdk_secretsmanager::Client,
         secret_id: String,
         description: &'static str,
     },
+    /// The item [`JWKS_ITEM_KEY`] of `table`, its text in the attribute `document`.
+    #[cfg(feature = "aws")]
+    Item {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
 }
 
 impl Document {
-    #[cfg(feature = "aws")]
+    #[cfg(feature = "secrets")]
     fn new(
         source: Result<String, PathBuf>,
         mode: u32,
@@ -132,8 +136,12 @@ impl Document {
     fn location(&self) -> String {
         match self {
             Self::File { path, .. } => format!("file {}", path.display()),
-            #[cfg(feature = "aws")]
+            #[cfg(feature = "secrets")]
             Self::Secret { secret_id, .. } => format!("secret {secret_id}"),
+            #[cfg(feature = "aws")]
+            Self::Item { table, .. } => {
+                format!("item {JWKS_ITEM_KEY:?} of DynamoDB table {table:?} (RATE_LIMIT_TABLE)")
+            }
         }
     }
 
@@ -145,7 +153,7 @@ impl Document {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e.to_string()),
             },
-            #[cfg(feature = "aws")]
+            #[cfg(feature = "secrets")]
             Self::Secret {
                 client, secret_id, ..
             } => match client.get_secret_value().secret_id(secret_id).send().await {
@@ -158,6 +166,11 @@ impl Document {
                 }
                 Err(e) => return Err(DisplayErrorContext(&e).to_string()),
             },
+            #[cfg(feature = "aws")]
+            Self::Item { client, table } => match read_item(client, table).await? {
+                Some(text) => text,
+                None => return Ok(None),
+            },
         };
         Ok(Some(text).filter(|t| !t.trim().is_empty()))
     }
@@ -169,7 +182,7 @@ impl Document {
             Self::File { path, mode } => {
                 write_atomically(path, text.as_bytes(), *mode).map_err(|e| e.to_string())
             }
-            #[cfg(feature = "aws")]
+            #[cfg(feature = "secrets")]
             Self::Secret {
                 client,
                 secret_id,
@@ -200,7 +213,52 @@ impl Document {
                     Err(e) => Err(DisplayErrorContext(&e).to_string()),
                 }
             }
+            #[cfg(feature = "aws")]
+            Self::Item { client, table } => client
+                .put_item()
+                .table_name(table)
+                .item(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(JWKS_ITEM_KEY.to_owned()),
+                )
+                .item(
+                    "document",
+                    aws_sdk_dynamodb::types::AttributeValue::S(text.to_owned()),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| DisplayErrorContext(&e).to_string()),
         }
+    }
+}
+
+/// The JWKS item's text; `None` when there is no item. A missing table is named as such: at
+/// init that is a misconfiguration, not an empty key set.
+#[cfg(feature = "aws")]
+async fn read_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Option<String>, String> {
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let output = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(JWKS_ITEM_KEY.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(GetItemError::ResourceNotFoundException(_)) => format!(
+                "DynamoDB table {table:?} (RATE_LIMIT_TABLE) does not exist in this account and region"
+            ),
+            _ => DisplayErrorContext(&e).to_string(),
+        })?;
+    match output.item().and_then(|item| item.get("document")) {
+        None => Ok(None),
+        Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
+        Some(_) => Err("its `document` attribute is not a string".to_owned()),
     }
 }
 
@@ -215,7 +273,7 @@ impl fmt::Debug for KeySetStore {
 
 impl KeySetStore {
     /// A file store is written with mode 0600; a secret store builds its client (with timeouts).
-    #[cfg(feature = "aws")]
+    #[cfg(feature = "secrets")]
     pub fn new(source: KeySetSource, sdk: &aws_config::SdkConfig) -> Self {
         let source = match source {
             KeySetSource::Secret(id) => Ok(id),
@@ -281,19 +339,16 @@ impl fmt::Debug for JwksStore {
 }
 
 impl JwksStore {
-    /// A file store is written with mode 0644 (public data).
+    /// The store of `source`: a table's item is read and written with `dynamodb`.
     #[cfg(feature = "aws")]
-    pub fn new(source: JwksSource, sdk: &aws_config::SdkConfig) -> Self {
-        let source = match source {
-            JwksSource::Secret(id) => Ok(id),
-            JwksSource::File(path) => Err(path),
-        };
-        Self(Document::new(
-            source,
-            0o644,
-            "secure-ml-api public JWKS (token verification keys)",
-            sdk,
-        ))
+    pub fn new(source: JwksSource, dynamodb: &aws_sdk_dynamodb::Client) -> Self {
+        match source {
+            JwksSource::Table(table) => Self(Document::Item {
+                client: dynamodb.clone(),
+                table,
+            }),
+            JwksSource::File(path) => Self::file(path),
+        }
     }
 
     /// A file store, without any AWS configuration.
@@ -485,29 +540,24 @@ mod tests {
     }
 
     #[test]
-    fn missing_jwks_source_names_both_variables() {
+    fn the_jwks_is_the_rate_limit_tables_item() {
         let err = JwksSource::from_vars(&Vars::default())
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("JWKS_SECRET_ID") && err.contains("JWKS_FILE"),
-            "{err}"
+        assert!(err.contains("RATE_LIMIT_TABLE"), "{err}");
+        let vars = Vars::from_pairs([("RATE_LIMIT_TABLE", "rl")]);
+        assert_eq!(
+            JwksSource::from_vars(&vars).unwrap(),
+            JwksSource::Table("rl".into())
         );
     }
 
     #[test]
     fn sources_are_read_from_their_variables() {
-        let vars = Vars::from_pairs([
-            ("SIGNING_KEYS_FILE", "/tmp/k.json"),
-            ("JWKS_SECRET_ID", "app/jwks"),
-        ]);
+        let vars = Vars::from_pairs([("SIGNING_KEYS_FILE", "/tmp/k.json")]);
         assert_eq!(
             KeySetSource::from_vars(&vars).unwrap(),
             KeySetSource::File("/tmp/k.json".into())
-        );
-        assert_eq!(
-            JwksSource::from_vars(&vars).unwrap(),
-            JwksSource::Secret("app/jwks".into())
         );
     }
 

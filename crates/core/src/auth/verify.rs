@@ -90,8 +90,8 @@ impl AccessClaims {
     }
 }
 
-/// Verifier configuration: `TOKEN_ISSUER`, `TOKEN_AUDIENCE`, and `JWKS_SECRET_ID` (AWS) or
-/// `JWKS_FILE` (local).
+/// Verifier configuration: `TOKEN_ISSUER`, `TOKEN_AUDIENCE`, and where the JWKS is (the `jwks`
+/// item of `RATE_LIMIT_TABLE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierConfig {
     pub issuer: String,
@@ -163,15 +163,15 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Loads the JWKS from the configured source (a Secrets Manager source uses `sdk`, the
-    /// function's one SDK configuration). An empty JWKS is allowed (keys may be generated after
+    /// Loads the JWKS from the configured source (a table's item with `dynamodb`, the
+    /// function's one DynamoDB client). An empty JWKS is allowed (keys may be generated after
     /// deploy) but logged.
     #[cfg(feature = "aws")]
     pub async fn load(
         config: VerifierConfig,
-        sdk: &aws_config::SdkConfig,
+        dynamodb: &aws_sdk_dynamodb::Client,
     ) -> Result<Self, AuthError> {
-        let store = JwksStore::new(config.jwks, sdk);
+        let store = JwksStore::new(config.jwks, dynamodb);
         let jwks = store.load().await?.unwrap_or_default();
         if jwks.keys.is_empty() {
             tracing::warn!(source = %store.location(), "JWKS is empty: every token will be refused until keys are generated");

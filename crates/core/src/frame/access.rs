@@ -1,38 +1,36 @@
-//! The one line a request leaves: the access log and its CloudWatch metrics in one JSON object.
+//! The one line a request leaves: its access log, from which CloudWatch derives its metrics.
 //!
 //! ```text
-//! {"level":"INFO","message":"request","requestId":"8f5a…","route":"/predict","status":200,
-//!  "latency_ms":0.412,"client_id":"cl_…","decision":"admit","label":"setosa",
-//!  "_aws":{"Timestamp":…,"CloudWatchMetrics":[
-//!    {"Namespace":"SecureMlApi","Dimensions":[["route"]],"Metrics":[{"Name":"latency_ms","Unit":"Milliseconds"}]},
-//!    {"Namespace":"SecureMlApi","Dimensions":[["label"]],"Metrics":[{"Name":"Predictions"}]}]},
-//!  "Predictions":1}
+//! {"level":"INFO","message":"request","requestId":"8f5a…","ip":"203.0.113.7","route":"/predict",
+//!  "status":200,"latency_ms":0.412,"client_id":"cl_…","decision":"admit","label":"setosa","predictions":1}
 //! ```
 //!
-//! The `_aws` member makes the line an Embedded Metric Format record: CloudWatch Logs extracts
-//! the metrics from it, with no API call and no permission. The metrics reference the access
-//! fields themselves (`latency_ms` per `route`, whose sample count is the request count), so
-//! nothing is written twice. Counters that only some requests have — `Predictions` per
-//! `label`, and the service-wide `RateLimitRefusals`, `RateLimitShadowRefusals`,
-//! `DynamoDbErrors`, `AuthFailures`, `ServerErrors`, `PenaltyRefusals` — appear only on those
-//! lines.
+//! About 260 bytes for a prediction. The metrics — `Latency` per `route` (its sample count is
+//! the request count), `Predictions` per `label`, and the service-wide `RateLimitRefusals`,
+//! `RateLimitShadowRefusals`, `DynamoDbErrors`, `AuthFailures`, `ServerErrors`,
+//! `PenaltyRefusals` — are extracted from these fields by the metric filters `template.yaml`
+//! puts on each function's log group (a test in `crates/core/tests/metric_filters.rs` runs
+//! those filters over lines written here). Why not an Embedded Metric Format block on each
+//! line: its directive alone is ~140 bytes, and log ingestion is the only part of a request's
+//! price this code decides; with it a prediction's logs cost more than the rest of the target
+//! of $2.00 per million predictions leaves (`make bench`'s cost table has the arithmetic).
 //!
-//! Every dimension value comes from a fixed set: `route` is a route template of the function
+//! Every metric dimension comes from a fixed set: `route` is a route template of the function
 //! or `unmatched` (never the requested path), `label` is one of the model's labels. So nothing
 //! a caller sends can create a new metric. The line's size is bounded too: every field is a
-//! constant, a number, a label, a request id, or a client id of our own shape (a presented
-//! client id that does not look like one of ours is never logged).
+//! constant, a number, a label, the request id, the caller's address (its rate-limit key), or a
+//! client id of our own shape (a presented client id that does not look like one of ours is
+//! never logged).
 //!
-//! A batch whose rows got different labels adds one short line per further label (at most
-//! the model's label count): one label value per line is what EMF allows.
+//! A batch whose rows got different labels adds one short line per further label (at most the
+//! model's label count), since a metric filter reads one label per line.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
-use crate::ratelimit::Outcome;
-use crate::telemetry::METRICS_NAMESPACE;
+use crate::ratelimit::{ClientKey, Outcome};
 
 /// What decided a request's fate besides its route: the rate limiter, or this instance's
 /// penalty for a source that keeps being rejected.
@@ -43,22 +41,11 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The access log's `decision`.
+    /// The access log's `decision`; the template's metric filters count some of them.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Limiter(outcome) => outcome.as_str(),
             Self::Penalty => "penalty",
-        }
-    }
-
-    /// The service-wide counter this decision adds to, if any.
-    fn counter(self) -> Option<&'static str> {
-        match self {
-            Self::Limiter(Outcome::Refused) => Some("RateLimitRefusals"),
-            Self::Limiter(Outcome::ShadowRefused) => Some("RateLimitShadowRefusals"),
-            Self::Limiter(Outcome::FailedOpen | Outcome::Unavailable) => Some("DynamoDbErrors"),
-            Self::Limiter(Outcome::Admitted) => None,
-            Self::Penalty => Some("PenaltyRefusals"),
         }
     }
 }
@@ -67,10 +54,12 @@ impl Decision {
 #[derive(Debug, Clone)]
 pub struct AccessRecord<'a> {
     pub request_id: Option<&'a str>,
+    /// The caller's rate-limit key (an IPv4 address or an IPv6 /64), when it has one.
+    pub ip: Option<ClientKey>,
     /// A route template, or [`super::route::UNMATCHED`].
     pub route: &'static str,
     /// Only for requests that matched no route or the wrong method (405): the method sent,
-    /// when it is a standard one.
+    /// when it is a standard one, else `other`.
     pub method: Option<&'static str>,
     pub status: u16,
     pub latency_ms: f64,
@@ -98,13 +87,13 @@ impl Sink {
         (Self::Memory(buffer.clone()), buffer)
     }
 
-    /// Writes the record's lines at `timestamp_ms` (epoch).
-    pub fn write(&self, record: &AccessRecord<'_>, timestamp_ms: u128) {
+    /// Writes the record's lines.
+    pub fn write(&self, record: &AccessRecord<'_>) {
         if matches!(self, Self::Off) {
             return;
         }
-        let mut out = Vec::with_capacity(512);
-        record.render(timestamp_ms, &mut out);
+        let mut out = Vec::with_capacity(320);
+        record.render(&mut out);
         match self {
             Self::Stdout => {
                 // One write of whole lines: concurrent invocations never interleave within one.
@@ -120,37 +109,13 @@ impl Sink {
 }
 
 #[derive(Serialize)]
-struct MetricDef {
-    #[serde(rename = "Name")]
-    name: &'static str,
-    #[serde(rename = "Unit", skip_serializing_if = "Option::is_none")]
-    unit: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Directive {
-    #[serde(rename = "Namespace")]
-    namespace: &'static str,
-    #[serde(rename = "Dimensions")]
-    dimensions: &'static [&'static [&'static str]],
-    #[serde(rename = "Metrics")]
-    metrics: Vec<MetricDef>,
-}
-
-#[derive(Serialize)]
-struct Emf {
-    #[serde(rename = "Timestamp")]
-    timestamp: u128,
-    #[serde(rename = "CloudWatchMetrics")]
-    directives: Vec<Directive>,
-}
-
-#[derive(Serialize)]
 struct Line<'a> {
     level: &'static str,
     message: &'static str,
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
     route: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<&'static str>,
@@ -164,88 +129,22 @@ struct Line<'a> {
     decision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<&'a str>,
-    #[serde(rename = "_aws")]
-    emf: Emf,
-    #[serde(flatten)]
-    counters: Counters,
-}
-
-/// Metric values as top-level members (`"Predictions": 3`).
-struct Counters(Vec<(&'static str, u32)>);
-
-impl Serialize for Counters {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
-const BY_ROUTE: &[&[&str]] = &[&["route"]];
-const BY_LABEL: &[&[&str]] = &[&["label"]];
-const SERVICE_WIDE: &[&[&str]] = &[&[]];
-
-fn directive(dimensions: &'static [&'static [&'static str]], metrics: Vec<MetricDef>) -> Directive {
-    Directive {
-        namespace: METRICS_NAMESPACE,
-        dimensions,
-        metrics,
-    }
-}
-
-fn counter(name: &'static str) -> MetricDef {
-    MetricDef { name, unit: None }
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predictions: Option<u32>,
 }
 
 impl AccessRecord<'_> {
-    /// The service-wide counters this request adds to.
-    fn counters(&self) -> Vec<&'static str> {
-        let mut counters: Vec<&'static str> = self
-            .decision
-            .and_then(Decision::counter)
-            .into_iter()
-            .collect();
-        if matches!(self.status, 401 | 403) {
-            counters.push("AuthFailures");
-        }
-        if self.status >= 500 {
-            counters.push("ServerErrors");
-        }
-        counters
-    }
-
     /// The access line, and one line per further label of a mixed batch.
-    fn render(&self, timestamp_ms: u128, out: &mut Vec<u8>) {
-        let service_wide = self.counters();
-        let mut directives = vec![directive(
-            BY_ROUTE,
-            vec![MetricDef {
-                name: "latency_ms",
-                unit: Some("Milliseconds"),
-            }],
-        )];
-        if !service_wide.is_empty() {
-            directives.push(directive(
-                SERVICE_WIDE,
-                service_wide.iter().map(|c| counter(c)).collect(),
-            ));
-        }
-        let mut counters: Vec<(&'static str, u32)> = service_wide.iter().map(|c| (*c, 1)).collect();
+    fn render(&self, out: &mut Vec<u8>) {
         let mut labels = self.predictions.iter();
         let first = labels.next();
-        if let Some((_, rows)) = first {
-            directives.push(directive(BY_LABEL, vec![counter("Predictions")]));
-            counters.push(("Predictions", *rows));
-        }
         write_line(
             out,
             &Line {
                 level: "INFO",
                 message: "request",
                 request_id: self.request_id,
+                ip: self.ip.map(|key| key.to_string()),
                 route: self.route,
                 method: self.method,
                 status: Some(self.status),
@@ -253,11 +152,7 @@ impl AccessRecord<'_> {
                 client_id: self.client_id,
                 decision: self.decision.map(Decision::as_str),
                 label: first.map(|(label, _)| label.as_str()),
-                emf: Emf {
-                    timestamp: timestamp_ms,
-                    directives,
-                },
-                counters: Counters(counters),
+                predictions: first.map(|(_, rows)| *rows),
             },
         );
         for (label, rows) in labels {
@@ -267,6 +162,7 @@ impl AccessRecord<'_> {
                     level: "INFO",
                     message: "predictions",
                     request_id: self.request_id,
+                    ip: None,
                     route: self.route,
                     method: None,
                     status: None,
@@ -274,11 +170,7 @@ impl AccessRecord<'_> {
                     client_id: None,
                     decision: None,
                     label: Some(label),
-                    emf: Emf {
-                        timestamp: timestamp_ms,
-                        directives: vec![directive(BY_LABEL, vec![counter("Predictions")])],
-                    },
-                    counters: Counters(vec![("Predictions", *rows)]),
+                    predictions: Some(*rows),
                 },
             );
         }
@@ -292,16 +184,20 @@ fn write_line(out: &mut Vec<u8>, line: &Line<'_>) {
     }
 }
 
+/// The lines a record renders (tests of what the metric filters see).
+pub fn rendered(record: &AccessRecord<'_>) -> String {
+    let mut out = Vec::new();
+    record.render(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Value;
 
     fn lines(record: &AccessRecord<'_>) -> Vec<Value> {
-        let mut out = Vec::new();
-        record.render(1_795_444_200_000, &mut out);
-        String::from_utf8(out)
-            .unwrap()
+        rendered(record)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -310,6 +206,7 @@ mod tests {
     fn prediction<'a>(predictions: &'a [(String, u32)]) -> AccessRecord<'a> {
         AccessRecord {
             request_id: Some("8f5a9c1e-0000-4000-8000-000000000001"),
+            ip: Some("203.0.113.7".parse().unwrap()),
             route: "/predict",
             method: None,
             status: 200,
@@ -320,37 +217,30 @@ mod tests {
         }
     }
 
-    /// Every metric a directive names is a top-level number, every dimension a string.
-    fn assert_valid_emf(line: &Value) {
-        for directive in line["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
-            assert_eq!(directive["Namespace"], "SecureMlApi");
-            for set in directive["Dimensions"].as_array().unwrap() {
-                for name in set.as_array().unwrap() {
-                    assert!(line[name.as_str().unwrap()].is_string(), "{line}");
-                }
-            }
-            for metric in directive["Metrics"].as_array().unwrap() {
-                assert!(line[metric["Name"].as_str().unwrap()].is_number(), "{line}");
-            }
-        }
-    }
-
     #[test]
-    fn a_prediction_is_one_line_with_its_access_fields_and_metrics() {
-        let predictions = [("setosa".to_owned(), 1)];
-        let lines = lines(&prediction(&predictions));
-        assert_eq!(lines.len(), 1);
-        let line = &lines[0];
-        assert_valid_emf(line);
+    fn a_prediction_is_one_short_line_with_its_access_fields() {
+        let predictions = [("versicolor".to_owned(), 1)];
+        let text = rendered(&prediction(&predictions));
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.len() <= 280, "{} bytes: {text}", text.len());
+        let line = &lines(&prediction(&predictions))[0];
         assert_eq!(line["message"], "request");
         assert_eq!(line["requestId"], "8f5a9c1e-0000-4000-8000-000000000001");
+        assert_eq!(line["ip"], "203.0.113.7");
         assert_eq!(line["route"], "/predict");
         assert_eq!(line["status"], 200);
         assert_eq!(line["latency_ms"], 0.412);
         assert_eq!(line["decision"], "admit");
-        assert_eq!(line["label"], "setosa");
-        assert_eq!(line["Predictions"], 1);
-        assert!(line.get("AuthFailures").is_none());
+        assert_eq!(line["label"], "versicolor");
+        assert_eq!(line["predictions"], 1);
+        assert!(line.get("method").is_none());
+    }
+
+    #[test]
+    fn an_ipv6_caller_is_logged_as_its_64() {
+        let mut record = prediction(&[]);
+        record.ip = Some("2001:db8:1:2:3:4:5:6".parse().unwrap());
+        assert_eq!(lines(&record)[0]["ip"], "2001:db8:1:2::/64");
     }
 
     #[test]
@@ -360,64 +250,40 @@ mod tests {
         record.route = "/predict/batch";
         let lines = lines(&record);
         assert_eq!(lines.len(), 2);
-        for line in &lines {
-            assert_valid_emf(line);
-        }
         assert_eq!(
-            (lines[0]["label"].as_str(), lines[0]["Predictions"].as_u64()),
+            (lines[0]["label"].as_str(), lines[0]["predictions"].as_u64()),
             (Some("setosa"), Some(2))
         );
         assert_eq!(
-            (lines[1]["label"].as_str(), lines[1]["Predictions"].as_u64()),
+            (lines[1]["label"].as_str(), lines[1]["predictions"].as_u64()),
             (Some("virginica"), Some(1))
         );
         assert_eq!(lines[1]["message"], "predictions");
+        assert_eq!(lines[1]["route"], "/predict/batch");
     }
 
     #[test]
-    fn refusals_faults_and_auth_failures_are_service_wide_counters() {
-        let cases = [
-            (
-                429,
-                Some(Decision::Limiter(Outcome::Refused)),
-                "RateLimitRefusals",
-            ),
-            (
-                200,
-                Some(Decision::Limiter(Outcome::ShadowRefused)),
-                "RateLimitShadowRefusals",
-            ),
-            (
-                503,
-                Some(Decision::Limiter(Outcome::Unavailable)),
-                "DynamoDbErrors",
-            ),
-            (
-                200,
-                Some(Decision::Limiter(Outcome::FailedOpen)),
-                "DynamoDbErrors",
-            ),
-            (429, Some(Decision::Penalty), "PenaltyRefusals"),
-            (401, None, "AuthFailures"),
-            (403, None, "AuthFailures"),
-            (503, None, "ServerErrors"),
-        ];
-        for (status, decision, counter) in cases {
-            let record = AccessRecord {
-                status,
-                decision,
-                ..prediction(&[])
-            };
-            let line = &lines(&record)[0];
-            assert_valid_emf(line);
-            assert_eq!(line[counter], 1, "{line}");
-            let service_wide = line["_aws"]["CloudWatchMetrics"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|d| d["Dimensions"] == serde_json::json!([[]]))
-                .expect("a directive without dimensions");
-            assert!(service_wide["Metrics"].to_string().contains(counter));
-        }
+    fn decisions_have_stable_labels() {
+        let labels: Vec<&str> = [
+            Decision::Limiter(Outcome::Admitted),
+            Decision::Limiter(Outcome::Refused),
+            Decision::Limiter(Outcome::ShadowRefused),
+            Decision::Limiter(Outcome::FailedOpen),
+            Decision::Limiter(Outcome::Unavailable),
+            Decision::Penalty,
+        ]
+        .map(Decision::as_str)
+        .into();
+        assert_eq!(
+            labels,
+            [
+                "admit",
+                "refuse",
+                "shadow-refuse",
+                "fail-open",
+                "unavailable",
+                "penalty"
+            ]
+        );
     }
 }

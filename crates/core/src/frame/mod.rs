@@ -98,6 +98,7 @@ impl Frame {
         }
         let record = AccessRecord {
             request_id: request.lambda_context_ref().map(|c| c.request_id.as_str()),
+            ip: call.key.as_ref().ok().copied(),
             route: call.route,
             method: call.method,
             status,
@@ -106,7 +107,7 @@ impl Frame {
             decision: call.decision,
             predictions: &call.predictions,
         };
-        self.sink.write(&record, unix_millis());
+        self.sink.write(&record);
         response
     }
 
@@ -251,13 +252,6 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|m| *m == method)
         .map_or("other", Method::as_str)
-}
-
-fn unix_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default()
 }
 
 /// A function's whole life: configuration and logging from the environment, `init` once (a

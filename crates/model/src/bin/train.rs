@@ -1,43 +1,88 @@
-//! Trains the Iris forest and writes `model.bin` and `manifest.json` (see the crate docs).
+//! Trains a random forest on a CSV and writes `model.bin` and `manifest.json` (see the crate
+//! docs; `make train` passes the Iris default's arguments).
 //!
 //! ```text
-//! cargo run -p iris-model --bin train --release -- [--seed N] [--out-dir model-artifacts]
+//! cargo run -p tree-model --bin train --release -- --data PATH.csv --target COLUMN \
+//!     [--name NAME] [--model-version X.Y.Z] [--unit cm] [--exclusive-minimum 0 --maximum 100] \
+//!     [--seed N] [--out-dir model-artifacts]
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
-use iris_model::training::{TrainConfig, train_artifacts};
-use iris_model::{ARTIFACT_FILE, DATA_FILE, MANIFEST_FILE};
+use clap::{Parser, ValueEnum};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
+use tree_model::dataset::TaskChoice;
+use tree_model::training::{FeatureTemplate, TrainConfig, train_artifacts};
+use tree_model::{ARTIFACT_FILE, Criterion, MANIFEST_FILE};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TaskArg {
+    /// Classification for labels or a few distinct integers, regression otherwise.
+    Auto,
+    Classification,
+    Regression,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CriterionArg {
+    Gini,
+    Entropy,
+}
 
 #[derive(Debug, Parser)]
-#[command(about = "Train the Iris random forest and write its artifact and manifest")]
+#[command(about = "Train a random forest on a CSV and write its artifact and manifest")]
 struct Args {
-    /// Seed for bootstrap samples, feature subsets, hold-out split and folds.
-    #[arg(long, default_value_t = TrainConfig::default().hyperparameters.seed)]
-    seed: u64,
-    /// Directory holding iris.csv; model.bin and manifest.json are written there.
+    /// Training data: a CSV with a header row; every column but the target is a numeric feature.
+    #[arg(long)]
+    data: PathBuf,
+    /// Name of the target column.
+    #[arg(long)]
+    target: String,
+    /// How to read the target column.
+    #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
+    task: TaskArg,
+    /// Model name (default: the data file's stem followed by `-random-forest`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Model version recorded in the manifest.
+    #[arg(long, default_value = "1.0.0")]
+    model_version: String,
+    /// Directory that receives model.bin and manifest.json.
     #[arg(long, default_value = "model-artifacts")]
     out_dir: PathBuf,
-    /// Training data (default: iris.csv in --out-dir).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// Seed for bootstrap samples, feature subsets, hold-out split and folds.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
     /// Number of trees.
-    #[arg(long, default_value_t = TrainConfig::default().hyperparameters.n_trees)]
+    #[arg(long, default_value_t = 50)]
     n_trees: usize,
     /// Maximum tree depth (default: unlimited).
     #[arg(long)]
     max_depth: Option<u16>,
-    /// Features drawn per tree (1-4).
-    #[arg(long, default_value_t = TrainConfig::default().hyperparameters.max_features)]
-    max_features: usize,
-    /// Model version recorded in the manifest.
-    #[arg(long, default_value_t = TrainConfig::default().model_version)]
-    model_version: String,
+    /// Features drawn per tree (default: all).
+    #[arg(long)]
+    max_features: Option<usize>,
+    /// Split criterion of classification trees.
+    #[arg(long, value_enum, default_value_t = CriterionArg::Gini)]
+    criterion: CriterionArg,
+    /// Unit of every feature, recorded in the manifest (e.g. `cm`).
+    #[arg(long)]
+    unit: Option<String>,
+    /// Smallest value a request may send for any feature.
+    #[arg(long, allow_negative_numbers = true)]
+    minimum: Option<f64>,
+    /// A request's values must be greater than this.
+    #[arg(long, allow_negative_numbers = true)]
+    exclusive_minimum: Option<f64>,
+    /// Largest value a request may send for any feature.
+    #[arg(long, allow_negative_numbers = true)]
+    maximum: Option<f64>,
+    /// A request's values must be less than this.
+    #[arg(long, allow_negative_numbers = true)]
+    exclusive_maximum: Option<f64>,
     /// Training date, RFC 3339 (`2026-01-31T00:00:00Z`) or a plain date (`2026-01-31`).
     #[arg(long)]
     trained_at: Option<String>,
@@ -58,54 +103,109 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let trained_at = trained_at(&args)?;
-    let mut config = TrainConfig::default();
-    config.hyperparameters.seed = args.seed;
-    config.hyperparameters.n_trees = args.n_trees;
-    config.hyperparameters.max_depth = args.max_depth;
-    config.hyperparameters.max_features = args.max_features;
-    config.model_version = args.model_version;
-
-    let data_path = args.data.unwrap_or_else(|| args.out_dir.join(DATA_FILE));
-    let csv = std::fs::read(&data_path).map_err(|err| {
+    let config = TrainConfig {
+        task: match args.task {
+            TaskArg::Auto => TaskChoice::Auto,
+            TaskArg::Classification => TaskChoice::Classification,
+            TaskArg::Regression => TaskChoice::Regression,
+        },
+        name: args.name.clone(),
+        model_version: args.model_version.clone(),
+        n_trees: args.n_trees,
+        max_depth: args.max_depth,
+        max_features: args.max_features,
+        criterion: match args.criterion {
+            CriterionArg::Gini => Criterion::Gini,
+            CriterionArg::Entropy => Criterion::Entropy,
+        },
+        seed: args.seed,
+        features: FeatureTemplate {
+            unit: args.unit.clone(),
+            minimum: args.minimum,
+            exclusive_minimum: args.exclusive_minimum,
+            maximum: args.maximum,
+            exclusive_maximum: args.exclusive_maximum,
+        },
+        ..TrainConfig::new(args.target.clone())
+    };
+    let csv = std::fs::read(&args.data).map_err(|err| {
         format!(
-            "cannot read {}: {err} (run from the workspace root or pass --out-dir/--data)",
-            data_path.display()
+            "cannot read {}: {err} (paths are relative to the workspace root)",
+            args.data.display()
         )
     })?;
+    let data_file = args
+        .data
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| args.data.display().to_string());
 
     let started = Instant::now();
-    let artifacts = train_artifacts(&csv, &config, &trained_at).map_err(|err| err.to_string())?;
+    let artifacts =
+        train_artifacts(&csv, &data_file, &config, &trained_at).map_err(|err| err.to_string())?;
     let elapsed = started.elapsed();
 
+    // Both files are written next to their final names and renamed only once both exist, so a
+    // failed run never leaves a model without its manifest (or the other way round).
     let model_path = args.out_dir.join(ARTIFACT_FILE);
     let manifest_path = args.out_dir.join(MANIFEST_FILE);
-    std::fs::write(&model_path, &artifacts.model)
-        .map_err(|err| format!("cannot write {}: {err}", model_path.display()))?;
-    std::fs::write(&manifest_path, artifacts.manifest.to_json())
-        .map_err(|err| format!("cannot write {}: {err}", manifest_path.display()))?;
+    let model_tmp = temp_path(&model_path);
+    let manifest_tmp = temp_path(&manifest_path);
+    let written = std::fs::write(&model_tmp, &artifacts.model)
+        .and_then(|()| std::fs::write(&manifest_tmp, artifacts.manifest.to_json()))
+        .and_then(|()| std::fs::rename(&model_tmp, &model_path))
+        .and_then(|()| std::fs::rename(&manifest_tmp, &manifest_path));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&model_tmp);
+        let _ = std::fs::remove_file(&manifest_tmp);
+        return Err(format!(
+            "cannot write into {}: {err}",
+            args.out_dir.display()
+        ));
+    }
 
-    let m = &artifacts.manifest.metrics;
+    let manifest = &artifacts.manifest;
     println!(
-        "trained {} trees in {:.2?} (evaluation included)",
-        artifacts.forest.n_trees(),
+        "trained {} trees on {} rows ({:?}) in {:.2?} (evaluation included)",
+        artifacts.ensemble.n_trees(),
+        manifest.training_data.as_ref().map_or(0, |d| d.rows),
+        manifest.task,
         elapsed
     );
-    println!(
-        "hold-out accuracy {:.4} ({:.0}% held out), {}-fold CV accuracy {:.4} ± {:.4}",
-        m.holdout_accuracy,
-        m.holdout_fraction * 100.0,
-        m.cv_folds,
-        m.cv_accuracy_mean,
-        m.cv_accuracy_std
-    );
+    if let Some(m) = &manifest.metrics {
+        if let (Some(holdout), Some(mean), Some(std)) =
+            (m.holdout_accuracy, m.cv_accuracy_mean, m.cv_accuracy_std)
+        {
+            println!(
+                "hold-out accuracy {holdout:.4} ({:.0}% held out), {}-fold CV accuracy {mean:.4} ± {std:.4}",
+                m.holdout_fraction * 100.0,
+                m.cv_folds
+            );
+        }
+        if let (Some(r2), Some(rmse), Some(mean), Some(std)) =
+            (m.holdout_r2, m.holdout_rmse, m.cv_r2_mean, m.cv_r2_std)
+        {
+            println!(
+                "hold-out R² {r2:.4}, RMSE {rmse} ({:.0}% held out), {}-fold CV R² {mean:.4} ± {std:.4}",
+                m.holdout_fraction * 100.0,
+                m.cv_folds
+            );
+        }
+    }
     println!(
         "wrote {} ({} bytes, sha256 {}) and {}",
         model_path.display(),
         artifacts.model.len(),
-        artifacts.manifest.sha256,
+        manifest.sha256,
         manifest_path.display()
     );
     Ok(())
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// `--trained-at`, else `SOURCE_DATE_EPOCH`, else today at midnight UTC: never the current

@@ -1,0 +1,255 @@
+//! CPU path (criterion): the parts of a request measured alone (token check, body validation,
+//! inference, the rate-limit decision against a mocked SDK) and the whole handler, each next to
+//! its floor. Floors are criterion benches too: the bare primitive under each part, and for
+//! the whole handler the sum of its parts measured alone.
+//!
+//! The handler benches answer `UpdateItem` with `aws-smithy-mocks`, which answers inside the
+//! SDK's orchestrator: serialization, signing, endpoint resolution and retry bookkeeping still
+//! run, as they do for every real call, so the mocked call is a fair floor for the SDK's share.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::format::{NONE, code, num, ratio, times, us};
+use super::summary::{Row, Verdict};
+use super::{Inputs, Section};
+use crate::stats::Summary;
+
+/// The target of the whole path, per request.
+const PATH_TARGET_NS: f64 = 25_000.0;
+/// The target of inference, per row.
+const ROW_TARGET_NS: f64 = 1_000.0;
+
+/// A criterion benchmark: median estimate and the spread of its samples' per-iteration means.
+struct Crit {
+    median_ns: f64,
+    min_ns: f64,
+    max_ns: f64,
+    samples: usize,
+}
+
+impl Crit {
+    /// `<dir>/<group>/<id>/new/`, as criterion leaves it; `None` when the bench did not run.
+    fn read(dir: Option<&Path>, group: &str, id: &str) -> Option<Crit> {
+        let base = dir?.join(group).join(id).join("new");
+        let estimates: Value =
+            serde_json::from_str(&std::fs::read_to_string(base.join("estimates.json")).ok()?)
+                .ok()?;
+        let sample: Value =
+            serde_json::from_str(&std::fs::read_to_string(base.join("sample.json")).ok()?).ok()?;
+        let per_iter: Vec<f64> = sample["iters"]
+            .as_array()?
+            .iter()
+            .zip(sample["times"].as_array()?)
+            .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?))
+            .collect();
+        let s = Summary::of(&per_iter)?;
+        Some(Crit {
+            median_ns: estimates["median"]["point_estimate"].as_f64()?,
+            min_ns: s.min,
+            max_ns: s.max,
+            samples: s.n,
+        })
+    }
+}
+
+/// One benchmark as a summary row.
+struct Bench {
+    stage: &'static str,
+    measured: Option<Crit>,
+    /// Items per iteration (rows of a batch): figures are reported per item.
+    per: f64,
+    /// What the figure is compared with, and its time per item in ns.
+    floor: Option<(&'static str, f64)>,
+    target: &'static str,
+    limit_ns: Option<f64>,
+}
+
+impl Bench {
+    fn row(self, command: &str) -> Option<Row> {
+        let m = self.measured?;
+        let per_item = m.median_ns / self.per;
+        Some(Row {
+            stage: self.stage.to_owned(),
+            measured: format!(
+                "median {} (samples {}–{}; n={})",
+                us(per_item),
+                num(m.min_ns / self.per / 1e3),
+                num(m.max_ns / self.per / 1e3),
+                m.samples
+            ),
+            floor: self
+                .floor
+                .map_or(NONE.into(), |(d, ns)| format!("{d}: {}", us(ns))),
+            ratio: self.floor.and_then(|(_, ns)| ratio(per_item, ns)),
+            ranked: true,
+            excess_ms: self.floor.map(|(_, ns)| (per_item - ns) / 1e6),
+            target: self.target.to_owned(),
+            verdict: self
+                .limit_ns
+                .map_or(Verdict::NoTarget, |l| Verdict::of(per_item <= l)),
+            command: command.to_owned(),
+        })
+    }
+}
+
+pub(super) fn section(inputs: &Inputs<'_>) -> Section {
+    let dir = inputs.criterion();
+    let jwt = Crit::read(dir, "cpu", "jwt_verify");
+    let parse = Crit::read(dir, "cpu", "parse_single");
+    let row = Crit::read(dir, "cpu", "predict_row");
+    let sdk = Crit::read(dir, "handler", "sdk_update_item_mocked");
+    let parts = match (&jwt, &parse, &row, &sdk) {
+        (Some(a), Some(b), Some(c), Some(d)) => Some((
+            "JWT verify + parse + inference + mocked SDK call, each alone",
+            a.median_ns + b.median_ns + c.median_ns + d.median_ns,
+        )),
+        _ => None,
+    };
+    let core = code(&inputs.args.command("criterion-core"));
+    let handler = code(&inputs.args.command("criterion-handler"));
+    let rows: Vec<Row> = core_benches(dir, jwt, parse, row)
+        .into_iter()
+        .filter_map(|b| b.row(&core))
+        .chain(
+            handler_benches(dir, sdk, parts)
+                .into_iter()
+                .filter_map(|b| b.row(&handler)),
+        )
+        .collect();
+    let details = if rows.is_empty() {
+        String::new()
+    } else {
+        details(&rows, &core, &handler)
+    };
+    Section { rows, details }
+}
+
+/// `cargo bench -p secure-ml-core --bench cpu_path`: the parts.
+fn core_benches(
+    dir: Option<&Path>,
+    jwt: Option<Crit>,
+    parse: Option<Crit>,
+    row: Option<Crit>,
+) -> [Bench; 5] {
+    let floor =
+        |desc, id, per: f64| Crit::read(dir, "cpu", id).map(|c: Crit| (desc, c.median_ns / per));
+    [
+        Bench {
+            stage: "CPU · JWT verify (EdDSA, claims, typ)",
+            measured: jwt,
+            per: 1.0,
+            floor: floor("bare Ed25519 signature check", "ed25519_verify_floor", 1.0),
+            target: "none set (inside the 25 µs path)",
+            limit_ns: None,
+        },
+        Bench {
+            stage: "CPU · parse + validate `/predict` body",
+            measured: parse,
+            per: 1.0,
+            floor: floor(
+                "serde derive into [f64; 4]",
+                "parse_single_serde_floor",
+                1.0,
+            ),
+            target: "none set (inside the 25 µs path)",
+            limit_ns: None,
+        },
+        Bench {
+            stage: "CPU · parse + validate 100-row batch (per row)",
+            measured: Crit::read(dir, "cpu", "parse_batch_100"),
+            per: 100.0,
+            floor: None,
+            target: "none set",
+            limit_ns: None,
+        },
+        Bench {
+            stage: "CPU · inference, 1 row (with response view)",
+            measured: row,
+            per: 1.0,
+            floor: floor("bare forest walk", "forest_row_floor", 1.0),
+            target: "≤ 1 µs per row",
+            limit_ns: Some(ROW_TARGET_NS),
+        },
+        Bench {
+            stage: "CPU · inference, 100-row batch (per row)",
+            measured: Crit::read(dir, "cpu", "predict_batch_100"),
+            per: 100.0,
+            floor: floor("bare forest walk, per row", "forest_batch_100_floor", 100.0),
+            target: "≤ 1 µs per row",
+            limit_ns: Some(ROW_TARGET_NS),
+        },
+    ]
+}
+
+/// `cargo bench -p predict-function --bench handler`: the limiter and the whole handler.
+fn handler_benches(
+    dir: Option<&Path>,
+    sdk: Option<Crit>,
+    parts: Option<(&'static str, f64)>,
+) -> [Bench; 4] {
+    let whole = |stage, id| Bench {
+        stage,
+        measured: Crit::read(dir, "handler", id),
+        per: 1.0,
+        floor: parts,
+        target: "≤ 25 µs",
+        limit_ns: Some(PATH_TARGET_NS),
+    };
+    [
+        Bench {
+            stage: "CPU · rate-limit decision, `UpdateItem` answered by aws-smithy-mocks",
+            measured: Crit::read(dir, "handler", "limiter_check_mocked"),
+            per: 1.0,
+            floor: sdk.map(|s| ("the mocked SDK call alone", s.median_ns)),
+            target: "none set (inside the 25 µs path)",
+            limit_ns: None,
+        },
+        whole(
+            "CPU · whole handler, request → response (limiter answered instantly)",
+            "request_to_response",
+        ),
+        whole(
+            "CPU · event JSON → handler → response JSON (what the runtime does)",
+            "event_to_response",
+        ),
+        whole(
+            "CPU · same, with the JSON log lines formatted",
+            "event_to_response_json_logs",
+        ),
+    ]
+}
+
+fn details(rows: &[Row], core: &str, handler: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## CPU path (criterion)\n");
+    let _ = writeln!(
+        out,
+        "criterion ({core}; {handler}); medians with the range of the samples' per-iteration \
+         means. The handler benches run the predict function's `handler::handle` with the \
+         template's default policy, its `UpdateItem` answered by `aws-smithy-mocks` inside the \
+         SDK (serialization, signing, endpoint resolution and retry bookkeeping still run), and \
+         no log subscriber unless stated. The floor of the whole path is the sum of its parts \
+         measured alone: JWT verify, body parse, inference and the mocked SDK call.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| stage | measured | floor | ratio | target | verdict |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.stage,
+            r.measured,
+            r.floor,
+            times(r.ratio),
+            r.target,
+            r.verdict
+        );
+    }
+    out
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Inference speed of large tree ensembles next to onnxruntime's, on the same models and rows, as
+# one JSON document: a 300-tree depth-8 XGBoost classifier and a 100-tree scikit-learn random
+# forest on 30 features; per row for a single row and within a 100-row batch, artifact size and
+# decode (init) time; onnxruntime with intra_op_num_threads=1 and with its default pool.
+#
+# Usage: scripts/model_bench.sh [--quick] [OUT.json]   (default OUT: target/model-bench/results.json)
+#   --quick   short criterion runs (a smoke test of the pipeline, noisy figures)
+# Needs the model tools (installed on first use: scripts/tools.sh --models). About 3 minutes.
+# Output keys: models.{gbm,rf}.{artifact_bytes, onnx_bytes, ours.{decode_us, row_ns,
+# batch_100_per_row_ns}, onnxruntime.{threads_1,threads_default}.{row_ns, batch_100_per_row_ns,
+# session_create_ms}, speedup_vs_onnxruntime_*}, onnxruntime_call_overhead_ns.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SMLA_ROOT"
+
+quick=false
+out=""
+for arg in "$@"; do
+    case "$arg" in
+    --quick) quick=true ;;
+    -h | --help)
+        sed -n '2,12p' "$0"
+        exit 0
+        ;;
+    *) out="$arg" ;;
+    esac
+done
+
+"$SMLA_ROOT/scripts/tools.sh" --models
+target="$(cargo_target_dir)"
+dir="$target/model-bench"
+out="${out:-$dir/results.json}"
+rm -rf "$dir/criterion"
+mkdir -p "$dir"
+
+log "training, exporting and importing the benchmark models"
+cargo build --quiet -p model-import --bin import-model
+"$VENV/bin/python" scripts/model_bench.py prepare "$dir" "$target/debug/import-model"
+
+log "criterion: decode, one row, 100-row batch"
+timing=(--warm-up-time 1 --measurement-time 4)
+$quick && timing=(--warm-up-time 0.2 --measurement-time 0.5)
+MODEL_BENCH_DIR="$dir" CRITERION_HOME="$dir/criterion" \
+    cargo bench --quiet -p tree-model --bench inference -- "${timing[@]}" >&2
+
+log "onnxruntime on the same models and rows"
+"$VENV/bin/python" scripts/model_bench.py ort "$dir"
+"$VENV/bin/python" scripts/model_bench.py report "$dir" | tee "$out"
+log "wrote $out"
