@@ -5,8 +5,8 @@
 # Usage: scripts/contract.sh [--watch | --validate-only]
 #   1. openapi-spec-validator openapi.yaml (OpenAPI 3.1 structure, $refs, schemas)
 #   2. an access token from POST /token, for the client CLIENT_ID
-#   3. schemathesis (st run) on the predict routes, then on the token routes: every check, a fixed
-#      seed and budget, settings and credentials from scripts/schemathesis.toml
+#   3. schemathesis (st run) on every operation at the one base URL: every check, a fixed seed
+#      and budget, settings and credentials from scripts/schemathesis.toml
 #   --validate-only  step 1 alone (no stack needed)
 #   --watch          serve the functions for this run from a second `cargo lambda watch` (free
 #                    port, generous rate limits, a rate-limit table of its own, a client made with
@@ -14,9 +14,8 @@
 #                    export_stack_env: DynamoDB Local, clients table, keys). The caller's watch and
 #                    its rate-limit state are left untouched.
 # Environment (without --watch):
-#   CONTRACT_PREDICT_URL  base of /predict, /predict/batch, /model, /health
-#                         (locally $SMLA_WATCH_URL/lambda-url/predict)
-#   CONTRACT_TOKEN_URL    base of /token and /.well-known/jwks.json ($SMLA_WATCH_URL/lambda-url/token)
+#   CONTRACT_URL          the API's base URL, where every route is (locally $SMLA_WATCH_URL or
+#                         http://localhost:9000; on AWS the stack output ApiUrl)
 #   CLIENT_ID, CLIENT_SECRET  a client with scopes "predict predict:proba"; environment only, never
 #                         arguments (with --watch: created when unset)
 #   The stack must admit the whole run from one IP within a minute: ~1,700 predict requests
@@ -29,7 +28,9 @@
 #   CONTRACT_REPORT_DIR   JUnit reports, one per run (default target/contract)
 #   CONTRACT_ADMIN        the admin binary for --watch (default <cargo target dir>/debug/admin)
 #   CONTRACT_WARMUP_TIMEOUT  seconds for --watch to start the functions (600)
-#   CONTRACT_ALLOW_REMOTE=1  allow base URLs off loopback (an AWS stage); refused otherwise
+#   CONTRACT_WATCH_INSTANCES instances per function for --watch (2; schemathesis sends one request
+#                         at a time)
+#   CONTRACT_ALLOW_REMOTE=1  allow a base URL off loopback (an AWS stage); refused otherwise
 #   TOOLS_DIR             as for scripts/tools.sh
 # Exit status: 0 when the document is valid and schemathesis found nothing; 1 on any failure or
 # missing input; 2 for an unknown argument.
@@ -116,11 +117,10 @@ if [[ "$mode" == watch ]]; then
     run_step "$admin_bin" keys publish >/dev/null || die "'admin keys publish' into $RATE_LIMIT_TABLE failed"
     write_function_env "$RUN_DIR/function.env" "$admin_bin"
     port="$(free_port)"
-    start_watch "$port" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" --ignore-changes
+    start_watch "$port" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" "${CONTRACT_WATCH_INSTANCES:-2}" --ignore-changes
     warm_function "$port" predict /health "${CONTRACT_WARMUP_TIMEOUT:-600}" || die "predict did not start"
     warm_function "$port" token /.well-known/jwks.json "${CONTRACT_WARMUP_TIMEOUT:-600}" || die "token did not start"
-    CONTRACT_PREDICT_URL="http://127.0.0.1:$port/lambda-url/predict"
-    CONTRACT_TOKEN_URL="http://127.0.0.1:$port/lambda-url/token"
+    CONTRACT_URL="http://127.0.0.1:$port"
     stage_end
     if [[ -z "${CLIENT_ID:-}" || -z "${CLIENT_SECRET:-}" ]]; then
         stage_begin "client (admin client create)"
@@ -134,17 +134,16 @@ c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$R
     fi
 fi
 
-: "${CONTRACT_PREDICT_URL:?set CONTRACT_PREDICT_URL (or use --watch); see --help}"
-: "${CONTRACT_TOKEN_URL:?set CONTRACT_TOKEN_URL (or use --watch); see --help}"
+: "${CONTRACT_URL:?set CONTRACT_URL (or use --watch); see --help}"
 [[ -n "${CLIENT_ID:-}" && -n "${CLIENT_SECRET:-}" ]] || die "CLIENT_ID and CLIENT_SECRET must be set (environment)"
-CONTRACT_PREDICT_URL="${CONTRACT_PREDICT_URL%/}"
-CONTRACT_TOKEN_URL="${CONTRACT_TOKEN_URL%/}"
-for url in "$CONTRACT_PREDICT_URL" "$CONTRACT_TOKEN_URL"; do
-    if ! is_loopback "$url"; then
-        [[ "${CONTRACT_ALLOW_REMOTE:-0}" == 1 ]] ||
-            die "$url is not on this machine (loopback); set CONTRACT_ALLOW_REMOTE=1 to test a remote stage"
-    fi
-done
+CONTRACT_URL="${CONTRACT_URL%/}"
+local_stack=false
+if is_loopback "$CONTRACT_URL"; then
+    local_stack=true
+else
+    [[ "${CONTRACT_ALLOW_REMOTE:-0}" == 1 ]] ||
+        die "$CONTRACT_URL is not on this machine (loopback); set CONTRACT_ALLOW_REMOTE=1 to test a remote stage"
+fi
 if [[ "${CONTRACT_ALLOW_REMOTE:-0}" != 1 ]]; then
     # Loopback only: no proxy may carry the run anywhere else.
     unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -154,13 +153,13 @@ export CLIENT_ID CLIENT_SECRET
 export SCHEMATHESIS_HOOKS="$SMLA_ROOT/scripts/contract_hooks.py"
 # Hypothesis' own cache (constants, unicode tables) goes with the run, not into the work tree.
 export HYPOTHESIS_STORAGE_DIRECTORY="$RUN_DIR/hypothesis"
-# `cargo lambda watch` function URLs: the hooks skip what only its HTTP emulation mishandles.
-if [[ "$CONTRACT_PREDICT_URL$CONTRACT_TOKEN_URL" == */lambda-url/* ]]; then export SMLA_CONTRACT_LOCAL=1; fi
+# The local stack is `cargo lambda watch`: the hooks skip what only its HTTP emulation mishandles.
+if $local_stack; then export SMLA_CONTRACT_LOCAL=1; fi
 
 stage_begin "access token (POST /token)"
 # The secret goes to urllib through the environment and the token comes back on stdout: neither
 # is ever on a command line.
-SMLA_CONTRACT_TOKEN="$(TOKEN_URL="$CONTRACT_TOKEN_URL/token" "$VENV/bin/python" - <<'EOF'
+SMLA_CONTRACT_TOKEN="$(TOKEN_URL="$CONTRACT_URL/token" "$VENV/bin/python" - <<'EOF'
 import base64, json, os, sys, urllib.error, urllib.parse, urllib.request
 basic = base64.b64encode(
     f"{urllib.parse.quote_plus(os.environ['CLIENT_ID'])}:{urllib.parse.quote_plus(os.environ['CLIENT_SECRET'])}".encode()
@@ -180,39 +179,27 @@ if not {"predict", "predict:proba"} <= scopes:
     sys.exit(f"the client must hold 'predict predict:proba'; its token has scope {body.get('scope')!r}")
 print(body["access_token"])
 EOF
-)" || die "could not get an access token from $CONTRACT_TOKEN_URL/token"
+)" || die "could not get an access token from $CONTRACT_URL/token"
 export SMLA_CONTRACT_TOKEN
 stage_end
 
 mkdir -p "$REPORT_DIR"
-# st_run NAME BASE_URL PATH_REGEX: one schemathesis run over the operations whose path matches.
-st_run() {
-    local name="$1" url="$2" paths="$3"
-    run_step "$VENV/bin/st" --config-file "$ST_CONFIG" run "$SPEC" \
-        --url "$url" --include-path-regex "$paths" \
-        --checks all --seed "$SEED" --max-examples "$MAX_EXAMPLES" \
-        --report junit --report-junit-path "$REPORT_DIR/$name.xml"
-}
 
 # The after_call hook in contract_hooks.py re-sends, locally, a request that cargo lambda watch
 # itself failed; each re-send is recorded here and reported below.
 export SMLA_CONTRACT_RESENT="$RUN_DIR/resent"
 : >"$SMLA_CONTRACT_RESENT"
 
+stage_begin "schemathesis: every operation"
 rc=0
-stage_begin "schemathesis: predict function"
-predict_rc=0
-st_run predict "$CONTRACT_PREDICT_URL" '^/(predict|model|health)' || predict_rc=$?
-stage_end "$([[ $predict_rc == 0 ]] && echo ok || echo "FAILED (exit $predict_rc)")"
-
-stage_begin "schemathesis: token function"
-token_rc=0
-st_run token "$CONTRACT_TOKEN_URL" '^/(token|\.well-known/)' || token_rc=$?
-stage_end "$([[ $token_rc == 0 ]] && echo ok || echo "FAILED (exit $token_rc)")"
+run_step "$VENV/bin/st" --config-file "$ST_CONFIG" run "$SPEC" --url "$CONTRACT_URL" \
+    --checks all --seed "$SEED" --max-examples "$MAX_EXAMPLES" \
+    --report junit --report-junit-path "$REPORT_DIR/contract.xml" || rc=$?
+stage_end "$([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)")"
 
 if [[ -s "$SMLA_CONTRACT_RESENT" ]]; then
     warn "cargo lambda watch answered $(wc -l <"$SMLA_CONTRACT_RESENT") request(s) with its own 500; re-sent:"
     cat "$SMLA_CONTRACT_RESENT" >&2
 fi
-[[ $predict_rc == 0 && $token_rc == 0 ]] || rc=1
+[[ $rc == 0 ]] || rc=1
 exit "$rc"

@@ -14,7 +14,7 @@ from schemathesis.core.transport import Response
 
 
 def _local_emulator() -> bool:
-    # contract.sh sets this when the base URLs are `cargo lambda watch` function URLs.
+    # contract.sh sets this when the base URL is the local stack (`cargo lambda watch`).
     return os.environ.get("SMLA_CONTRACT_LOCAL") == "1"
 
 

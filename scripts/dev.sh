@@ -3,17 +3,22 @@
 #
 # Usage: scripts/dev.sh
 #   1. dev tools (scripts/tools.sh)          4. signing keys in .dev/ (generated only if absent)
-#   2. DynamoDB Local on 127.0.0.1:8000      5. a demo client (credentials printed)
-#   3. tables from template.yaml             6. cargo lambda watch on 127.0.0.1:9000 (reloads on edit)
+#   2. DynamoDB Local on 127.0.0.1:8000      5. a demo client (credentials printed, and kept in
+#   3. tables from template.yaml                .dev/demo-client.json and .dev/demo-client.env)
+#   6. cargo lambda watch on 127.0.0.1:9000 (reloads on edit): the deployed API's paths
+#      (http://localhost:9000/token, /predict, ...), up to DEV_WATCH_INSTANCES instances per
+#      function
 # then prints a copy-paste curl session and follows the function logs (.dev/watch.log).
-# Environment: DEV_DYNAMODB_PORT (8000), DEV_WATCH_PORT (9000), TOOLS_DIR (.tools),
-#              DEV_WARMUP_TIMEOUT (seconds for the first compile, 1800).
+# The stack's environment is in .dev/function.env (for the admin CLI: README, "Run it locally").
+# Environment: DEV_DYNAMODB_PORT (8000), DEV_WATCH_PORT (9000), DEV_WATCH_INSTANCES (4),
+#              TOOLS_DIR (.tools), DEV_WARMUP_TIMEOUT (seconds for the first compile, 1800).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SMLA_ROOT"
 
 DDB_PORT="${DEV_DYNAMODB_PORT:-8000}"
 WATCH_PORT="${DEV_WATCH_PORT:-9000}"
+INSTANCES="${DEV_WATCH_INSTANCES:-4}"
 WARMUP_TIMEOUT="${DEV_WARMUP_TIMEOUT:-1800}"
 DEV_DIR="$SMLA_ROOT/.dev"
 
@@ -65,15 +70,21 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 print(c["client_id"], c["client_secret"])' "$client_json") ||
     die "could not read client_id/client_secret from the admin output ($client_json)"
+# The same for a shell, exported for what it starts (README's Python client): `. .dev/demo-client.env`.
+write_client_env "$client_json" "$DEV_DIR/demo-client.env" || die "could not write $DEV_DIR/demo-client.env"
 
-log "cargo lambda watch on 127.0.0.1:$WATCH_PORT (first start compiles both functions; log: .dev/watch.log)"
+log "cargo lambda watch on 127.0.0.1:$WATCH_PORT, up to $INSTANCES instances per function (first start compiles both functions; log: .dev/watch.log)"
 write_function_env "$DEV_DIR/function.env"
-start_watch "$WATCH_PORT" "$DEV_DIR/function.env" "$DEV_DIR/watch.log"
-spawn - tail -n +1 -F "$DEV_DIR/watch.log" # follow the logs in the terminal from here on
+start_watch "$WATCH_PORT" "$DEV_DIR/function.env" "$DEV_DIR/watch.log" "$INSTANCES"
+# Follow the logs in the terminal from here on. On every reload cargo-lambda SIGKILLs the old
+# build and logs `ERROR command killed code=ForceStop`: that one line is said as what it is.
+# (Its log filter cannot drop it alone: the same statement reports a function that crashed.)
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+spawn - bash -c 'tail -n +1 -F "$1" | sed -u "s/^ERROR command killed code=ForceStop\$/ INFO function stopped for a rebuild (cargo-lambda ends the old build with SIGKILL)/"' _ "$DEV_DIR/watch.log"
 warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT" || die "predict did not start (see above)"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT" || die "token did not start (see above)"
 
-base="http://localhost:$WATCH_PORT/lambda-url"
+base="http://localhost:$WATCH_PORT"
 # A row the served model accepts: openapi.yaml's example, generated from model-artifacts/.
 example="$("$VENV/bin/python" -c '
 import json, yaml
@@ -88,15 +99,18 @@ $(printf '\033[1;32m')secure-ml-api is up.$(printf '\033[0m') Demo client (valid
 
 Copy-paste session:
 
-  CLIENT_ID='$CLIENT_ID'
-  CLIENT_SECRET='$CLIENT_SECRET'
+  . .dev/demo-client.env                 # CLIENT_ID and CLIENT_SECRET of the demo client
   TOKEN=\$(curl -s -u "\$CLIENT_ID:\$CLIENT_SECRET" -d grant_type=client_credentials \\
-      $base/token/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  curl -i -X POST $base/predict/predict -H "Authorization: Bearer \$TOKEN" \\
+      $base/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -i -X POST $base/predict -H "Authorization: Bearer \$TOKEN" \\
       -H 'Content-Type: application/json' -d '$example'
-  curl -s $base/predict/health
-  curl -s $base/predict/model -H "Authorization: Bearer \$TOKEN"
-  curl -s $base/token/.well-known/jwks.json
+  curl -s $base/health
+  curl -s $base/model -H "Authorization: Bearer \$TOKEN"
+  curl -s $base/.well-known/jwks.json
+
+Every route is at $base, as on AWS at the stack's ApiUrl; unknown paths get the predict
+function's 404. Up to $INSTANCES instances per function; every HTTP request comes from 127.0.0.1
+(one rate-limit budget): scripts/invoke.py sends events from other addresses (README).
 
 Function logs follow. Ctrl-C stops DynamoDB Local, cargo lambda watch and the functions.
 

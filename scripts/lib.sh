@@ -9,7 +9,7 @@
 #     start_dynamodb "$port" "$log"      # background; returns once it answers
 #     create_tables "$endpoint" RateLimitTable=name ClientsTable=name
 #     write_function_env "$file"         # after export_stack_env
-#     start_watch "$port" "$env_file" "$log" [extra cargo-lambda flags]
+#     start_watch "$port" "$env_file" "$log" "$instances" [extra cargo-lambda flags]
 #
 # Environment: TOOLS_DIR (default <repo>/.tools) relocates every installed tool.
 #
@@ -279,7 +279,7 @@ export_stack_env() {
     export RATE_LIMIT_TABLE="$3"
     export CLIENTS_TABLE="$4"
     export SIGNING_KEYS_FILE="$5/signing-keys.json"
-    export TOKEN_ISSUER="http://127.0.0.1:$2/lambda-url/token"
+    export TOKEN_ISSUER="urn:secure-ml-api:local" # the template's form, urn:secure-ml-api:<stack>
     export TOKEN_AUDIENCE="secure-ml-api"
     export TOKEN_LIFETIME_SECONDS="900"
     export SMLA_WATCH_URL="http://127.0.0.1:$2"
@@ -306,6 +306,15 @@ write_function_env() {
     done
 }
 
+# write_client_env JSON ENV: the client in JSON (as `admin client create --json` prints it) as
+# `export CLIENT_ID=…` and `export CLIENT_SECRET=…` lines in ENV (mode 0600), for `. ENV`.
+# Ids and secrets are URL-safe, so single quotes hold them as they are.
+write_client_env() {
+    (umask 077 && "$VENV/bin/python" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print("export CLIENT_ID=%r\nexport CLIENT_SECRET=%r" % (c["client_id"], c["client_secret"]))' "$1" >"$2")
+}
+
 # generate_keys [ADMIN...]: `admin keys generate`: the private set into $SIGNING_KEYS_FILE
 # (exported), the public JWKS into the `jwks` item of $RATE_LIMIT_TABLE.
 # ADMIN defaults to `cargo run -q -p admin --`; test.sh passes the binary it has just built.
@@ -329,22 +338,30 @@ cargo_target_dir() {
 # ---------------------------------------------------------------------------------------------
 # cargo lambda watch
 
-# start_watch PORT ENV_FILE LOG [FLAGS...]: serve every workspace binary on 127.0.0.1:PORT.
-# Functions are compiled lazily on their first request; call warm_function for each afterwards.
-# RUST_LOG is removed from cargo-lambda's own environment (the functions get theirs from ENV_FILE).
+# start_watch PORT ENV_FILE LOG INSTANCES [FLAGS...]: serve every workspace binary on
+# 127.0.0.1:PORT at the deployed API's paths (the router in Cargo.toml), with up to INSTANCES
+# instances of each function (--concurrency: one more starts whenever a request waits and none
+# is idle; each takes one invocation at a time, as on Lambda). Functions are compiled lazily on
+# their first request; call warm_function for each afterwards. RUST_LOG is removed from
+# cargo-lambda's own environment (the functions get theirs from ENV_FILE).
 start_watch() {
-    local port="$1" env_file="$2" logfile="$3"
-    shift 3
+    local port="$1" env_file="$2" logfile="$3" instances="$4"
+    shift 4
     command -v cargo-lambda >/dev/null || die "cargo-lambda missing from $VENV: run scripts/tools.sh"
+    [[ "$instances" =~ ^[1-9][0-9]*$ ]] || die "start_watch: instances must be a positive integer (got '$instances')"
     # --features: `cargo build --workspace --all-targets` (make test) resolves features for all
     # members and their dev-dependencies at once, and a few of those reach deep into the SDK
     # (the mocked clients of secure-ml-core/test-support, the model's training code, the admin
     # CLI's SSO support). Asking for the same ones here makes this build of the functions reuse
     # the test build's SDK instead of compiling it a second time (minutes on 2 cores). The
     # deployed binaries (`sam build`, `make build`) are built without them.
+    # --disable-cors: the template configures no CORS, so on AWS every OPTIONS request reaches
+    # a function (405); watch's default CORS layer would answer preflights itself and add
+    # Access-Control-* headers to every response.
     spawn "$logfile" env -u RUST_LOG -C "$SMLA_ROOT" cargo lambda watch \
         --features secure-ml-core/test-support,tree-model/training,aws-config/sso \
-        --invoke-address 127.0.0.1 --invoke-port "$port" --env-file "$env_file" "$@"
+        --invoke-address 127.0.0.1 --invoke-port "$port" --concurrency "$instances" --disable-cors \
+        --env-file "$env_file" "$@"
     WATCH_PID=$SPAWNED_PID
     WATCH_LOG="$logfile"
     if ! wait_tcp "$port" 60 "$WATCH_PID" "cargo lambda watch"; then
@@ -353,13 +370,13 @@ start_watch() {
     fi
 }
 
-# warm_function PORT FUNCTION PATH TIMEOUT_S: GET PATH of FUNCTION and require a 2xx answer. The
-# first request makes cargo-lambda compile and start the function, so it may take minutes: one
-# request waits (no pile of retries queued behind the compile) while the log is watched for a
-# compile error or a function that exited, which would leave the request hanging.
+# warm_function PORT FUNCTION PATH TIMEOUT_S: GET PATH, a route of FUNCTION, and require a 2xx
+# answer. The first request makes cargo-lambda compile and start the function, so it may take
+# minutes: one request waits (no pile of retries queued behind the compile) while the log is
+# watched for a compile error or a function that exited, which would leave the request hanging.
 warm_function() {
     local port="$1" fn="$2" path="$3" timeout="$4" deadline code pid
-    local url="http://127.0.0.1:$port/lambda-url/$fn$path" body
+    local url="http://127.0.0.1:$port$path" body
     body=$(mktemp)
     deadline=$(($(date +%s) + timeout))
     while true; do

@@ -214,7 +214,7 @@ def check_readme(api: Api, blocks: dict[str, str], checker: Checker):
             continue
         name = key.split(" ", 1)[1]
         body = re.search(r"-d '(.*?)'", block, re.DOTALL)
-        path = re.search(r"/lambda-url/predict(/predict(?:/batch)?)\b", block)
+        path = re.search(r"localhost:9000(/predict(?:/batch)?)\b", block)
         if not body or not path or f"answer {name}" not in blocks:
             checker.mismatches.append(f"README: request {name} has no -d '...' body, no /predict path or no answer block")
             continue

@@ -4,15 +4,12 @@
 # Usage: scripts/smoke.sh BASE_URL CLIENT_ID CLIENT_SECRET
 #        scripts/smoke.sh BASE_URL                  (CLIENT_ID and CLIENT_SECRET from the environment)
 #        scripts/smoke.sh --dev                     (the `make dev` stack and its demo client)
-#   BASE_URL  the API's root, where both functions' routes are: the stack output ApiUrl on AWS,
-#             e.g. https://abc123.execute-api.us-east-1.amazonaws.com (no trailing path).
-#   Locally every function has a prefix of its own; set both overrides and pass "" as BASE_URL:
-#     SMOKE_TOKEN_URL=http://127.0.0.1:9000/lambda-url/token \
-#     SMOKE_PREDICT_URL=http://127.0.0.1:9000/lambda-url/predict scripts/smoke.sh "" "$ID" "$SECRET"
-#   --dev     exactly that for `make dev`: port DEV_WATCH_PORT (9000), client .dev/demo-client.json
+#   BASE_URL  the API's root, where every route is: the stack output ApiUrl on AWS, e.g.
+#             https://abc123.execute-api.us-east-1.amazonaws.com, or http://localhost:9000 for the
+#             local stack (no trailing path either way)
+#   --dev     exactly that for `make dev`: http://localhost:DEV_WATCH_PORT (9000), the client in
+#             .dev/demo-client.json
 # Environment:
-#   SMOKE_TOKEN_URL    base of POST /token and GET /.well-known/jwks.json (default BASE_URL)
-#   SMOKE_PREDICT_URL  base of /predict, /predict/batch, /model, /health (default BASE_URL)
 #   CLIENT_ID, CLIENT_SECRET  instead of the arguments (keeps the secret out of `ps` and history)
 #   SMOKE_TIMEOUT      seconds per request (default 30: room for a Lambda cold start)
 #   SMOKE_RATE_LIMIT=1 after the flow, also the refusals: token requests, then predictions, until
@@ -26,7 +23,9 @@
 # (a classifier's index, label and probabilities; a regressor's number, with no label).
 # Checks, in order: health; JWKS (keys, no private members); token (200, no-store); model card;
 # predict (RateLimit headers); batch; invalid body (422 problem+json); no token
-# (401 + WWW-Authenticate: Bearer); wrong secret (401 invalid_client + WWW-Authenticate: Basic).
+# (401 + WWW-Authenticate: Bearer); wrong secret (401 invalid_client + WWW-Authenticate: Basic);
+# an unknown path (404 problem+json from the predict function, the template's `$default` route);
+# a wrong method (405 problem+json with Allow).
 # Cost from the caller's IP: 2 token requests (the wrong secret counts: the limit is checked
 # before credentials) and 5 units of predict quota (the model card + 1 + a 3-row batch).
 # Secrets and tokens reach curl through header files (mode 0600), never its command line.
@@ -35,18 +34,16 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,31p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
 }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage
 if [[ "${1:-}" == "--dev" && $# == 1 ]]; then
     dev_client="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.dev/demo-client.json"
     [[ -s "$dev_client" ]] || { echo "smoke: $dev_client not found: start the local stack with 'make dev' first" >&2; exit 2; }
-    dev_url="http://127.0.0.1:${DEV_WATCH_PORT:-9000}/lambda-url"
-    export SMOKE_TOKEN_URL="${SMOKE_TOKEN_URL:-$dev_url/token}" SMOKE_PREDICT_URL="${SMOKE_PREDICT_URL:-$dev_url/predict}"
     read -r CLIENT_ID CLIENT_SECRET < <(python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$dev_client") ||
         { echo "smoke: cannot read client_id/client_secret from $dev_client" >&2; exit 2; }
-    set -- ""
+    set -- "http://localhost:${DEV_WATCH_PORT:-9000}"
 fi
 case $# in
 1) base="$1" ;;
@@ -57,14 +54,9 @@ case $# in
     ;;
 *) usage ;;
 esac
-base="${base%/}"
-TOKEN_URL="${SMOKE_TOKEN_URL:-$base}"
-PREDICT_URL="${SMOKE_PREDICT_URL:-$base}"
-TOKEN_URL="${TOKEN_URL%/}"
-PREDICT_URL="${PREDICT_URL%/}"
+BASE_URL="${base%/}"
 TIMEOUT="${SMOKE_TIMEOUT:-30}"
-[[ -n "$TOKEN_URL" && -n "$PREDICT_URL" ]] ||
-    { echo "smoke: give BASE_URL, or both SMOKE_TOKEN_URL and SMOKE_PREDICT_URL" >&2; usage; }
+[[ -n "$BASE_URL" ]] || { echo "smoke: BASE_URL is empty" >&2; usage; }
 [[ -n "${CLIENT_ID:-}" && -n "${CLIENT_SECRET:-}" ]] ||
     { echo "smoke: CLIENT_ID and CLIENT_SECRET are required (arguments or environment)" >&2; usage; }
 command -v curl >/dev/null || { echo "smoke: curl not found" >&2; exit 2; }
@@ -331,6 +323,21 @@ elif step == "no-token":
     expect(challenge.lower().startswith("bearer"), f"WWW-Authenticate {challenge!r} is not a Bearer challenge")
     print(f"WWW-Authenticate: {challenge}")
 
+elif step == "unknown-path":
+    # API Gateway's own answer would be {"message":"Not Found"}: the `$default` route must have
+    # brought the request to the predict function.
+    expect_status(404)
+    p = problem(404)
+    expect(p["type"] == "/problems/not-found", f"type {p['type']!r}")
+    print(p["type"])
+
+elif step == "wrong-method":
+    expect_status(405)
+    p = problem(405)
+    allow = headers().get("allow", "")
+    expect(allow == sys.argv[2], f"Allow {allow!r} != {sys.argv[2]!r}")
+    print(f"{p['type']}, Allow: {allow}")
+
 elif step == "wrong-secret":
     expect_status(401)
     content_type("application/json")
@@ -376,7 +383,7 @@ request() {
 check() {
     local line
     line=$(python3 "$T/check.py" "$@") || {
-        printf '%s (%s %s)\n' "$(red "smoke test failed at step '$1'")" "$TOKEN_URL" "$PREDICT_URL" >&2
+        printf '%s (%s)\n' "$(red "smoke test failed at step '$1'")" "$BASE_URL" >&2
         exit 1
     }
     PASSED+=("$1")
@@ -384,40 +391,46 @@ check() {
 }
 
 json=(-H 'Content-Type: application/json')
-printf 'smoke: token routes at %s, predict routes at %s\n' "$TOKEN_URL" "$PREDICT_URL"
+printf 'smoke: %s\n' "$BASE_URL"
 
-request health GET "$PREDICT_URL/health"
+request health GET "$BASE_URL/health"
 check health
 
-request jwks GET "$TOKEN_URL/.well-known/jwks.json"
+request jwks GET "$BASE_URL/.well-known/jwks.json"
 check jwks
 
 (umask 077 && python3 "$T/check.py" token-header CLIENT_SECRET >"$T/basic.hdr")
-request token POST "$TOKEN_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
+request token POST "$BASE_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
 check token
 
 # The model card first: the rows below are built from its features (the body-* files).
-request model GET "$PREDICT_URL/model" -H @"$T/bearer.hdr"
+request model GET "$BASE_URL/model" -H @"$T/bearer.hdr"
 check model
 
-request predict POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-predict"
+request predict POST "$BASE_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-predict"
 check predict
 
 # The middle and both ends of the training ranges.
-request batch POST "$PREDICT_URL/predict/batch" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-batch"
+request batch POST "$BASE_URL/predict/batch" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-batch"
 check batch
 
 # A row one value short.
-request invalid-body POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-invalid"
+request invalid-body POST "$BASE_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" --data @"$T/body-invalid"
 check invalid-body
 
-request no-token POST "$PREDICT_URL/predict" "${json[@]}" --data @"$T/body-predict"
+request no-token POST "$BASE_URL/predict" "${json[@]}" --data @"$T/body-predict"
 check no-token
+
+request unknown-path GET "$BASE_URL/no/such/path"
+check unknown-path
+
+request wrong-method GET "$BASE_URL/predict"
+check wrong-method POST
 
 # A secret that cannot be the client's: its own with one more character.
 export SMOKE_WRONG_SECRET="${CLIENT_SECRET}x"
 (umask 077 && python3 "$T/check.py" token-header SMOKE_WRONG_SECRET >"$T/wrong.hdr")
-request wrong-secret POST "$TOKEN_URL/token" -H @"$T/wrong.hdr" --data-urlencode grant_type=client_credentials
+request wrong-secret POST "$BASE_URL/token" -H @"$T/wrong.hdr" --data-urlencode grant_type=client_credentials
 check wrong-secret
 
 # until_refused STEP METHOD URL [CURL ARGS...]: the same request until the limiter refuses it.
@@ -426,7 +439,7 @@ until_refused() {
     for ((n = 1; n <= ${SMOKE_RATE_LIMIT_MAX:-50}; n++)); do
         request "$@"
         line=$(python3 "$T/check.py" "$step" "$n") || {
-            printf '%s (%s %s)\n' "$(red "smoke test failed at step '$step'")" "$TOKEN_URL" "$PREDICT_URL" >&2
+            printf '%s (%s)\n' "$(red "smoke test failed at step '$step'")" "$BASE_URL" >&2
             exit 1
         }
         [[ "$line" == admitted ]] && continue
@@ -439,8 +452,8 @@ until_refused() {
 }
 
 if [[ "${SMOKE_RATE_LIMIT:-0}" == 1 ]]; then
-    until_refused token-limited POST "$TOKEN_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
-    until_refused predict-limited POST "$PREDICT_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
+    until_refused token-limited POST "$BASE_URL/token" -H @"$T/basic.hdr" --data-urlencode grant_type=client_credentials
+    until_refused predict-limited POST "$BASE_URL/predict" -H @"$T/bearer.hdr" "${json[@]}" \
         --data @"$T/body-predict"
 fi
 

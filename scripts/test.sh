@@ -6,18 +6,20 @@
 # Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
 #   stages: tools -> cargo fmt --check -> clippy -D warnings -> cargo deny -> build -> DynamoDB Local
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
-#           both functions warmed) -> smoke test -> cargo test --workspace -- --include-ignored
-#           [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault injection -> log
-#           scan for secrets -> key rotation and revocation -> fuzzing -> imported models
-#           (scripts/model_oracle.sh, scripts/model_e2e.sh) -> deploy checks (cfn-lint,
+#           both functions warmed) -> smoke test -> README commands -> cargo test --workspace --
+#           --include-ignored [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault
+#           injection -> log scan for secrets -> key rotation and revocation -> fuzzing -> imported
+#           models (scripts/model_oracle.sh, scripts/model_e2e.sh) -> deploy checks (cfn-lint,
 #           sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
 #                    fault, fuzz and model stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
-#   SMLA_WATCH_URL (http://127.0.0.1:<port>, serving /lambda-url/<fn>/... and the invoke API).
+#   SMLA_WATCH_URL (http://127.0.0.1:<port>: the deployed API's paths and the invoke API)
+#   SMLA_WATCH_INSTANCES (instances per function).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
+#   TEST_WATCH_INSTANCES (instances per function under cargo lambda watch, 8),
 #   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
 #   its release arm64 sam build and zip-size check outside CI), TEST_FUZZ=0 (skip fuzzing),
 #   TEST_FUZZ_SECONDS (20 per target), TEST_MODELS=0 (skip the imported-model stage outside CI).
@@ -36,7 +38,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     -h | --help)
-        sed -n '2,22p' "$0"
+        sed -n '2,25p' "$0"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -141,20 +143,24 @@ stage_end
 stage_begin "cargo lambda watch + warm-up"
 # Slow refill for the end-to-end limit tests: a flood that finishes within seconds must admit
 # exactly the burst (predict: 20, one unit per 10 s; token: 5, one per minute). The rejection
-# penalty is set well above what the tests send as bad requests from 127.0.0.1 in a minute,
-# except the one test that floods a source of its own on purpose.
-export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1 REJECTION_LIMIT=500
+# penalty (per instance) is set well above the few bad requests the smoke test, the README
+# commands and the routing test send from 127.0.0.1, but low enough for the test that floods a
+# source of its own to reach it on every instance in seconds.
+export PREDICT_RATE_PER_MINUTE=6 TOKEN_RATE_PER_MINUTE=1 REJECTION_LIMIT=100
+# Several instances per function (the first request starts them all), so the floods race
+# admissions across instances in DynamoDB as on AWS.
+export SMLA_WATCH_INSTANCES="${TEST_WATCH_INSTANCES:-8}"
 write_function_env "$RUN_DIR/function.env" "$ADMIN_BIN"
-start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" --ignore-changes
+start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" "$SMLA_WATCH_INSTANCES" --ignore-changes
 warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT"
 stage_end
 
 # --- Hook: smoke test (part of the deploy-checks hook below; runs here, before the tests) ----
-#   scripts/smoke.sh, the client flow a user runs against AWS, through the local function URLs.
-#   Every lambda-url request comes from 127.0.0.1 and shares one budget (token: burst 5, one
-#   per minute): the smoke spends 2 token requests and 5 predict units, the e2e tests 1 token
-#   request, and what runs after the tests may spend the rest.
+#   scripts/smoke.sh, the client flow a user runs against AWS, at the same paths on the local
+#   stack. Every HTTP request through watch comes from 127.0.0.1 and shares one budget (token:
+#   burst 5, one per minute): the smoke spends 2 token requests and 5 predict units, the README
+#   commands 2 token requests and 4 predict units, the e2e tests 1 token request.
 stage_begin "smoke test (scripts/smoke.sh)"
 smoke_rc=0
 (umask 077 && : >"$RUN_DIR/smoke-client.json")
@@ -165,13 +171,31 @@ c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$R
         smoke_rc=$?
     # The credentials go through the environment, not a command line (`ps` shows those).
     export CLIENT_ID="$smoke_id" CLIENT_SECRET="$smoke_secret"
-    [[ $smoke_rc != 0 ]] || run_step env SMOKE_TOKEN_URL="$SMLA_WATCH_URL/lambda-url/token" \
-        SMOKE_PREDICT_URL="$SMLA_WATCH_URL/lambda-url/predict" "$SMLA_ROOT/scripts/smoke.sh" "" || smoke_rc=$?
+    [[ $smoke_rc != 0 ]] || run_step "$SMLA_ROOT/scripts/smoke.sh" "$SMLA_WATCH_URL" || smoke_rc=$?
     unset CLIENT_ID CLIENT_SECRET smoke_secret
 else
     smoke_rc=$?
 fi
 stage_end "$([[ $smoke_rc == 0 ]] && echo ok || echo "FAILED (exit $smoke_rc)")"
+
+# Every README command for the local stack (the blocks marked readme-check), as written, against
+# this stack: a directory laid out as make dev's .dev/ (the stack's environment, a demo client)
+# stands in for .dev/, and the admin binary built above for `cargo run -q -p admin --`.
+stage_begin "README commands (scripts/readme_commands.py)"
+readme_rc=0
+README_DEV="$RUN_DIR/dev"
+mkdir -m 700 "$README_DEV"
+cp "$RUN_DIR/function.env" "$README_DEV/function.env"
+(umask 077 && : >"$README_DEV/demo-client.json")
+if run_step "$ADMIN_BIN" client create --name demo --scopes "predict predict:proba" --json \
+    >"$README_DEV/demo-client.json"; then
+    write_client_env "$README_DEV/demo-client.json" "$README_DEV/demo-client.env" || readme_rc=$?
+    [[ $readme_rc != 0 ]] || run_step "$VENV/bin/python" "$SMLA_ROOT/scripts/readme_commands.py" \
+        --stack "$README_DEV" --admin "$ADMIN_BIN" || readme_rc=$?
+else
+    readme_rc=$?
+fi
+stage_end "$([[ $readme_rc == 0 ]] && echo ok || echo "FAILED (exit $readme_rc)")"
 
 stage_begin "cargo test (unit + integration)"
 # The e2e tests write every secret and token they use to SMLA_CANARY_FILE; the leak scan below
@@ -288,5 +312,5 @@ if [[ "${TEST_DEPLOY_CHECKS:-1}" != 0 || "${CI:-}" == "true" ]]; then
     stage_end "$([[ $deploy_rc == 0 ]] && echo ok || echo "FAILED (exit $deploy_rc)")"
 fi
 
-for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$models_rc" "$smoke_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
+for rc in "$test_rc" "$contract_rc" "$fault_rc" "$leak_rc" "$key_rc" "$fuzz_rc" "$models_rc" "$smoke_rc" "$readme_rc" "$deploy_rc"; do [[ $rc == 0 ]] || exit "$rc"; done
 exit 0

@@ -42,6 +42,32 @@ fn missing_signing_keys_fail_init_naming_the_file() {
     run.assert_failed_naming(&[missing.to_str().unwrap()]);
 }
 
+/// What a new stack's secret holds until `admin keys generate` (template.yaml), and what the
+/// README says a fresh stack logs.
+#[test]
+#[ignore = "needs the local stack: run make test"]
+fn an_empty_signing_key_set_fails_init_naming_where_it_is_and_what_to_run() {
+    let path = scratch_file("empty-keys.json", r#"{"keys":[]}"#);
+    let location = format!("file {}", path.display());
+    let run = start(&[("SIGNING_KEYS_FILE", path.to_str().unwrap())]);
+    std::fs::remove_file(&path).unwrap();
+    run.assert_failed_naming(&[&location, "admin keys generate"]);
+    let error: serde_json::Value = serde_json::from_str(run.at_level("ERROR")[0]).unwrap();
+    let on_aws = error["error"]
+        .as_str()
+        .unwrap()
+        .replace(&location, "secret …");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        readme.contains(&on_aws),
+        "README.md should quote what a fresh stack logs: {on_aws}"
+    );
+}
+
 #[test]
 #[ignore = "needs the local stack: run make test"]
 fn corrupt_signing_keys_fail_init_naming_the_file() {

@@ -189,6 +189,8 @@ pub enum AuthError {
         location: String,
         reason: String,
     },
+    #[error("the signing key set in {location} has no active key; run `admin keys generate`")]
+    NoActiveKeyIn { location: String },
     #[error("could not write {what} to {location}: {reason}")]
     Save {
         what: &'static str,

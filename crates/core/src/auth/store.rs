@@ -450,6 +450,12 @@ impl SigningKeys {
             location: store.location(),
             reason: "nothing is stored there yet; run `admin keys generate`".into(),
         })?;
+        // What a new stack's secret holds (`{"keys":[]}`, template.yaml): say where.
+        if set.active().is_none() {
+            return Err(AuthError::NoActiveKeyIn {
+                location: store.location(),
+            });
+        }
         let mut keys = Self::fixed(&set, settings)?;
         keys.store = Some(store);
         Ok(keys)

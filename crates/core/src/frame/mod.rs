@@ -261,10 +261,16 @@ fn method_label(method: &Method) -> &'static str {
 
 /// A function's whole life: configuration and logging from the environment, `init` once (a
 /// failure is one ERROR line and exit status 1), then every invocation through `handle`.
-pub async fn start<D, I, H>(init: I, handle: H) -> Result<(), lambda_http::Error>
+///
+/// What `init` built lives as long as the process, so it is leaked into a `&'static`: every
+/// invocation borrows it without reference counting, and [`run`] may hand it to several
+/// pollers.
+pub async fn start<D, I, H, F>(init: I, handle: H) -> Result<(), lambda_http::Error>
 where
+    D: Sync + 'static,
     I: AsyncFnOnce(&Vars) -> Result<D, String>,
-    H: AsyncFn(&D, Request) -> Response<Body>,
+    H: Fn(&'static D, Request) -> F + Copy + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
 {
     let started = Instant::now();
     let vars = Vars::from_env();
@@ -272,23 +278,31 @@ where
         Ok(()) => init(&vars).await,
         Err(error) => Err(error.to_string()),
     };
-    let deps = crate::telemetry::finish_init(started, outcome);
-    run(async |request| handle(&deps, request).await).await
+    let deps: &'static D = Box::leak(Box::new(crate::telemetry::finish_init(started, outcome)));
+    run(move |request| handle(deps, request)).await
 }
 
 /// Polls the Runtime API for events and answers each through `handle`.
-pub async fn run<H>(handle: H) -> Result<(), lambda_http::Error>
+///
+/// One invocation at a time, as Lambda sends them, unless `AWS_LAMBDA_MAX_CONCURRENCY` asks for
+/// more (Lambda Managed Instances): then that many pollers share the instance. That is
+/// `lambda_runtime`'s `run_concurrent`; its plain `run` would ignore the variable and warn
+/// about it on every start, and `cargo lambda watch` sets it (to 1) for every function.
+pub async fn run<H, F>(handle: H) -> Result<(), lambda_http::Error>
 where
-    H: AsyncFn(Request) -> Response<Body>,
+    H: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
 {
     use lambda_http::LambdaEvent;
     use serde_json::value::RawValue;
 
-    let handle = &handle;
-    let service = lambda_http::service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
-        let (request, origin) = event::decode(event.payload.get(), event.context);
-        let response = handle(request).await;
-        Ok::<_, std::convert::Infallible>(event::encode(origin, response))
+    let service = lambda_http::service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        let handle = handle.clone();
+        async move {
+            let (request, origin) = event::decode(event.payload.get(), event.context);
+            let response = handle(request).await;
+            Ok::<_, std::convert::Infallible>(event::encode(origin, response))
+        }
     });
-    lambda_http::lambda_runtime::run(service).await
+    lambda_http::lambda_runtime::run_concurrent(service).await
 }

@@ -81,17 +81,11 @@ impl<R: Copy> Routes<R> {
 
 /// The path a request is routed on: the raw path of the API Gateway event when there is one
 /// (`rawPath`, before any normalisation), else the URI's path (requests built in tests).
-///
-/// `cargo lambda watch` without a router serves each function at `/lambda-url/<function>/…`;
-/// that prefix is removed here until the local stack routes by the deployed paths.
+/// Nothing is stripped from it: the local stack routes by the deployed paths too.
 pub fn raw_path(request: &Request) -> &str {
-    let path = match request.raw_http_path() {
+    match request.raw_http_path() {
         "" => request.uri().path(),
         raw => raw,
-    };
-    match path.strip_prefix("/lambda-url/") {
-        Some(rest) => rest.find('/').map_or("/", |slash| &rest[slash..]),
-        None => path,
     }
 }
 
