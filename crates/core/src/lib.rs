@@ -19,9 +19,11 @@
 //! - `testing` (feature `test-support`): mocked SDK clients for the functions' tests.
 //!
 //! Feature `aws` (default): everything that calls AWS — the DynamoDB-backed
-//! `ratelimit::RateLimiter`, `auth::registry`, and keys or JWKS in Secrets Manager. Without it
-//! the crate keeps the request parsers, validation, token issuing and verification over local
-//! key material, and the rate-limit policies; the fuzz targets (`fuzz/`) build it that way.
+//! `ratelimit::RateLimiter`, `auth::registry`, and the public JWKS item of the rate-limit table;
+//! feature `secrets` adds the private key set in Secrets Manager (token function, admin).
+//! Without `aws` the crate keeps the request parsers, validation, token issuing and verification
+//! over local key material, and the rate-limit policies; the fuzz targets (`fuzz/`) build it that
+//! way.
 
 pub mod auth;
 pub mod aws;
