@@ -87,3 +87,35 @@ pub const ARTIFACT_FORMAT: &str = "postcard (SMTE tree-ensemble format v1)";
 pub const ARTIFACT_FILE: &str = "model.bin";
 /// The manifest's file name in `model-artifacts/`.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Writes `model.bin` and `manifest.json` into `dir` and returns their paths. Both files are
+/// written next to their final names and renamed only once both exist, so a failed run never
+/// leaves a model without its manifest (or the other way round).
+///
+/// # Errors
+/// The first I/O error; the temporary files are removed then.
+pub fn write_artifacts(
+    dir: &std::path::Path,
+    model: &[u8],
+    manifest: &Manifest,
+) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    fn temp_path(path: &std::path::Path) -> std::path::PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".tmp-{}", std::process::id()));
+        path.with_file_name(name)
+    }
+    let model_path = dir.join(ARTIFACT_FILE);
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let model_tmp = temp_path(&model_path);
+    let manifest_tmp = temp_path(&manifest_path);
+    let written = std::fs::write(&model_tmp, model)
+        .and_then(|()| std::fs::write(&manifest_tmp, manifest.to_json()))
+        .and_then(|()| std::fs::rename(&model_tmp, &model_path))
+        .and_then(|()| std::fs::rename(&manifest_tmp, &manifest_path));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&model_tmp);
+        let _ = std::fs::remove_file(&manifest_tmp);
+        return Err(err);
+    }
+    Ok((model_path, manifest_path))
+}

@@ -7,14 +7,13 @@
 //!
 //! Exit status 0 on success; on any refusal one line on stderr and `--out-dir` untouched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use model_import::{ImportOptions, import};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, Time};
-use tree_model::{ARTIFACT_FILE, MANIFEST_FILE};
 
 #[derive(Debug, Parser)]
 #[command(about = "Convert an ONNX-ML tree ensemble into model.bin and manifest.json")]
@@ -90,22 +89,9 @@ fn run(args: Args) -> Result<String, String> {
     };
     let imported = import(&bytes, &options).map_err(|err| err.to_string())?;
 
-    let model_path = args.out_dir.join(ARTIFACT_FILE);
-    let manifest_path = args.out_dir.join(MANIFEST_FILE);
-    let model_tmp = temp_path(&model_path);
-    let manifest_tmp = temp_path(&manifest_path);
-    let written = std::fs::write(&model_tmp, &imported.model)
-        .and_then(|()| std::fs::write(&manifest_tmp, imported.manifest.to_json()))
-        .and_then(|()| std::fs::rename(&model_tmp, &model_path))
-        .and_then(|()| std::fs::rename(&manifest_tmp, &manifest_path));
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&model_tmp);
-        let _ = std::fs::remove_file(&manifest_tmp);
-        return Err(format!(
-            "cannot write into {}: {err}",
-            args.out_dir.display()
-        ));
-    }
+    let (model_path, manifest_path) =
+        tree_model::write_artifacts(&args.out_dir, &imported.model, &imported.manifest)
+            .map_err(|err| format!("cannot write into {}: {err}", args.out_dir.display()))?;
     let manifest = &imported.manifest;
     Ok(format!(
         "imported {} ({:?}, {} trees, {} nodes, {} features) from {}: wrote {} ({} bytes, sha256 {}) and {}",
@@ -120,10 +106,4 @@ fn run(args: Args) -> Result<String, String> {
         manifest.sha256,
         manifest_path.display()
     ))
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }

@@ -7,16 +7,16 @@
 //!     [--seed N] [--out-dir model-artifacts]
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
+use tree_model::Criterion;
 use tree_model::dataset::TaskChoice;
 use tree_model::training::{FeatureTemplate, TrainConfig, train_artifacts};
-use tree_model::{ARTIFACT_FILE, Criterion, MANIFEST_FILE};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TaskArg {
@@ -145,24 +145,9 @@ fn run(args: Args) -> Result<(), String> {
         train_artifacts(&csv, &data_file, &config, &trained_at).map_err(|err| err.to_string())?;
     let elapsed = started.elapsed();
 
-    // Both files are written next to their final names and renamed only once both exist, so a
-    // failed run never leaves a model without its manifest (or the other way round).
-    let model_path = args.out_dir.join(ARTIFACT_FILE);
-    let manifest_path = args.out_dir.join(MANIFEST_FILE);
-    let model_tmp = temp_path(&model_path);
-    let manifest_tmp = temp_path(&manifest_path);
-    let written = std::fs::write(&model_tmp, &artifacts.model)
-        .and_then(|()| std::fs::write(&manifest_tmp, artifacts.manifest.to_json()))
-        .and_then(|()| std::fs::rename(&model_tmp, &model_path))
-        .and_then(|()| std::fs::rename(&manifest_tmp, &manifest_path));
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&model_tmp);
-        let _ = std::fs::remove_file(&manifest_tmp);
-        return Err(format!(
-            "cannot write into {}: {err}",
-            args.out_dir.display()
-        ));
-    }
+    let (model_path, manifest_path) =
+        tree_model::write_artifacts(&args.out_dir, &artifacts.model, &artifacts.manifest)
+            .map_err(|err| format!("cannot write into {}: {err}", args.out_dir.display()))?;
 
     let manifest = &artifacts.manifest;
     println!(
@@ -200,12 +185,6 @@ fn run(args: Args) -> Result<(), String> {
         manifest_path.display()
     );
     Ok(())
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// `--trained-at`, else `SOURCE_DATE_EPOCH`, else today at midnight UTC: never the current
