@@ -2,7 +2,9 @@
 //!
 //! | bench | what | floor it is compared with |
 //! |---|---|---|
-//! | `jwt_verify` | `Verifier`: header precheck, key lookup, EdDSA signature, claims | `ed25519_verify_floor`: the bare signature check |
+//! | `jwt_verify` | `Verifier`: header precheck, key lookup, EdDSA signature, claims (the cache bypassed: a token seen for the first time) | `ed25519_verify_floor`: the bare signature check |
+//! | `token_cache_hit` | `Verifier::verify` of a token it verified before: the `Authorization` header, the cache lookup, `exp`/`nbf`/key expiry | — |
+//! | `verify_parse_infer_cached` | a repeated token's check, the `/predict` body, inference: the CPU of a prediction without the rate limiter | `parse_single` + `predict_row` |
 //! | `parse_single` | `/predict` body: envelope, pointers, range checks | `parse_single_serde_floor`: serde derive into `[f64; 4]` |
 //! | `parse_batch_100` | a 100-row `/predict/batch` body | — |
 //! | `predict_row` | `ServedModel::predict`: forest + response view | `forest_row_floor`: the bare forest walk |
@@ -18,6 +20,9 @@ use std::hint::black_box;
 use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signature, Verifier as _};
+use futures::FutureExt as _;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use iris_model::Forest;
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings, Verifier};
@@ -96,7 +101,33 @@ fn cpu(c: &mut Criterion) {
             .join(", ")
     );
 
+    let mut headers = HeaderMap::new();
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).expect("header value");
+    headers.insert(AUTHORIZATION, bearer);
+    // A verifier without a key source never awaits: a hit completes on the first poll.
+    let verify_now = |headers: &HeaderMap| {
+        verifier
+            .verify(headers)
+            .now_or_never()
+            .expect("no I/O without a key source")
+    };
+    verify_now(&headers).expect("the token verifies");
+    assert_eq!(verifier.cached_tokens(), 1, "the token is cached");
+
     let mut group = c.benchmark_group("cpu");
+    group.bench_function("token_cache_hit", |b| {
+        b.iter(|| verify_now(black_box(&headers)).is_ok())
+    });
+    group.bench_function("verify_parse_infer_cached", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            let claims = verify_now(black_box(&headers)).expect("cached token");
+            let row = parse_single(black_box(BODY)).expect("valid body");
+            black_box(row);
+            model.predict(black_box(&rows[i]), claims.has_scope("predict:proba"))
+        })
+    });
     group.bench_function("jwt_verify", |b| {
         b.iter(|| {
             verifier
