@@ -335,7 +335,7 @@ pub fn run_null_function() -> Result<(), Error> {
 /// The `runtime-null-function` subcommand: what the functions' `main` sets up before any of
 /// our request code — tokio's current-thread runtime, the JSON log subscriber of
 /// `telemetry::init`, `lambda_runtime::run` (with its span per invocation) — around a handler
-/// that ignores the event and answers `{"statusCode":200}`.
+/// that skims the event without keeping it and answers `{"statusCode":200}`.
 pub fn run_runtime_null_function() -> Result<(), Error> {
     #[derive(serde::Serialize)]
     struct Answer {

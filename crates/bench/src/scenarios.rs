@@ -442,11 +442,13 @@ impl NullFunctions {
         })
     }
 
-    /// One invocation of each: the null function's, then the runtime-null function's.
+    /// One invocation of each: the null function's, then the runtime-null function's. The
+    /// runtime-null function gets the `GET /health` event, so the event's bytes are the
+    /// runtime's share, not the frame's.
     async fn invoke(&mut self) -> Result<(Measured, Measured), Error> {
         let null = invoke_idle_to_idle(&mut self.null_api, &self.null, events::empty()).await?;
-        let runtime =
-            invoke_idle_to_idle(&mut self.runtime_api, &self.runtime, events::empty()).await?;
+        let event = events::health(&events::ip(PHASE_WARM, 0), 0);
+        let runtime = invoke_idle_to_idle(&mut self.runtime_api, &self.runtime, event).await?;
         Ok((null, runtime))
     }
 

@@ -290,7 +290,7 @@ fn overhead(out: &mut String, w: &Warm, criterion: Option<&std::path::Path>) {
     if let Some(r) = &s.runtime_null {
         line(
             out,
-            "runtime-null (`lambda_runtime`, the functions' runtime and logging, no frame)",
+            "runtime-null: the `/health` event through `lambda_runtime`, the functions' runtime and logging, no frame",
             w.runtime_null_ms.as_ref(),
             r,
         );
@@ -346,8 +346,9 @@ fn overhead(out: &mut String, w: &Warm, criterion: Option<&std::path::Path>) {
     let _ = writeln!(
         out,
         "\n`GET /health` p50 {} against the null function's {} ({:.2}×): the Rust runtime \
-         (`lambda_runtime`'s Runtime API client over hyper, tokio, its span per invocation: \
-         runtime-null minus null) adds {} of wall time and {} µs of CPU; our frame (event \
+         (`lambda_runtime`'s Runtime API client over hyper, tokio, its span per invocation, the \
+         same event's bytes: runtime-null minus null) adds {} of wall time and {} µs of CPU; \
+         our frame (event \
          decode, route, handler, response encode, the access line's write: `/health` minus \
          runtime-null) adds {} and {} µs of CPU, of which {} is the frame's own work measured \
          in-process.",
