@@ -802,6 +802,13 @@ async fn spawn_instances(
         )?;
         running.push(Running { process, api });
     }
+    // Every instance's init (its `DescribeTable` calls) is over before the first step is
+    // counted: otherwise those calls land in whichever step runs meanwhile.
+    for Running { process, api } in &mut running {
+        if let Err(error) = api.wait_idle(STEP_TIMEOUT).await {
+            return Err(process.explain(error));
+        }
+    }
     Ok(running)
 }
 

@@ -120,7 +120,10 @@ fn write_details(out: &mut String, all: &[Series<'_>], inputs: &Inputs<'_>) {
          Lambda); then also under the CPU share Lambda gives a function of that memory size, \
          through a cgroup quota, from the first instruction (the harness execs the function \
          inside the cgroup). AWS does not document the CPU of the init phase: the share applies \
-         to init and invocations alike, the pessimistic reading. Init includes the \
+         to init and invocations alike, the pessimistic reading. A process that has used its \
+         quota waits for the next period (the kernel's 100 ms), so figures under a share \
+         cluster near the period's multiples: the spreads below are that, not noise. Init \
+         includes the \
          `DescribeTable` that opens the connection; the first invocation then reuses it.\n"
     );
     let mut notes: Vec<String> = Vec::new();
