@@ -4,16 +4,18 @@
 # run, written to BENCHMARKS.md. Leaves no process behind, whatever happens.
 #
 # Usage: scripts/bench.sh [--quick] [--out FILE]
-#   stages: tools -> build (x86_64 release functions, harness, criterion benches; before anything
-#           is timed) -> arm64 zips (cargo lambda) -> DynamoDB Local (free port) -> tables ->
-#           signing keys + a client (admin CLI) -> DynamoDB Local warm-up -> cold starts (null,
-#           predict, token) -> DynamoDB floor of a fresh process -> warm (predict, token) ->
-#           DynamoDB calls per request -> stop DynamoDB Local -> criterion (core parts, whole
-#           handler) -> report
+#   stages: tools -> build (x86_64 release functions, predict with jitter entropy, harness,
+#           criterion benches; before anything is timed) -> arm64 zips (cargo lambda) ->
+#           DynamoDB Local (free port) -> tables -> signing keys + a client (admin CLI) ->
+#           DynamoDB Local warm-up -> cold starts (null, predict, token) -> DynamoDB floor of a
+#           fresh process -> warm (predict, token) -> DynamoDB calls per request -> anonymous
+#           requests -> cold starts over TLS, then under 128 and 256 MB CPU shares (with their
+#           floors) -> stop DynamoDB Local -> criterion (core parts, whole handler) -> report
 #   --quick      a smoke test of the pipeline: 3 cold starts, 200 warm invocations, short criterion
 #   --out FILE   where the report goes (default: BENCHMARKS.md at the repository root)
 # Environment: TOOLS_DIR; BENCH_COLD_RUNS (20), BENCH_WARM_INVOCATIONS (2000),
-#   BENCH_TOKEN_INVOCATIONS (300), BENCH_SKIP_ZIP=1 (no arm64 build; sizes left out).
+#   BENCH_TOKEN_INVOCATIONS (300), BENCH_REJECTION_REQUESTS (200), BENCH_SKIP_ZIP=1 (no arm64
+#   build; sizes left out).
 # Exit status: 0 when every stage measured, whatever the numbers say (benchmarks report, they
 # never fail a build); 1 when something could not be built, started or measured. The report is
 # written either way, with the stages that ran. Raw results and logs: target/bench-results/.
@@ -31,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,19p' "$SMLA_ROOT/scripts/bench.sh"
+        sed -n '2,22p' "$SMLA_ROOT/scripts/bench.sh"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -42,9 +44,10 @@ done
 COLD_RUNS="${BENCH_COLD_RUNS:-20}"
 WARM_INVOCATIONS="${BENCH_WARM_INVOCATIONS:-2000}"
 TOKEN_INVOCATIONS="${BENCH_TOKEN_INVOCATIONS:-300}"
+REJECTION_REQUESTS="${BENCH_REJECTION_REQUESTS:-200}"
 CRITERION_ARGS=(--warm-up-time 1 --measurement-time 3)
 if $quick; then
-    COLD_RUNS=3 WARM_INVOCATIONS=200 TOKEN_INVOCATIONS=50
+    COLD_RUNS=3 WARM_INVOCATIONS=200 TOKEN_INVOCATIONS=50 REJECTION_REQUESTS=30
     CRITERION_ARGS=(--warm-up-time 0.5 --measurement-time 1)
 fi
 
@@ -118,6 +121,20 @@ sys.exit(0 if copied == {"predict", "token"} else 1)
 ' "$BIN_DIR" || die "could not locate the release binaries of predict and token"
 stage_end
 
+# The same predict function built with aws-lc's CPU jitter entropy (aws-lc-sys's default;
+# .cargo/config.toml turns it off for every build of this repository), for the cold-start A/B.
+# Its own target directory: the switch rebuilds aws-lc and everything above it.
+JITTER_CMD="AWS_LC_SYS_NO_JITTER_ENTROPY=0 cargo build --release -p predict-function"
+stage_begin "build: predict with jitter entropy"
+if AWS_LC_SYS_NO_JITTER_ENTROPY=0 CARGO_TARGET_DIR="$SMLA_ROOT/target/bench-jitter" \
+    run_step cargo build --release -p predict-function; then
+    cp "$SMLA_ROOT/target/bench-jitter/release/predict" "$BIN_DIR/predict-jitter"
+    stage_end
+else
+    stage_end "FAILED"
+    FAILED+=("predict with jitter entropy")
+fi
+
 stage_begin "build: harness"
 run_step cargo build --release -p secure-ml-bench
 stage_end
@@ -184,6 +201,27 @@ measure "DynamoDB floor of a fresh process" "$HARNESS" fresh-process --runs "$CO
 measure "warm: predict" "$HARNESS" warm --function predict --binary "$PREDICT_BIN" --invocations "$WARM_INVOCATIONS" --out "$RESULTS"
 measure "warm: token" "$HARNESS" warm --function token --binary "$TOKEN_BIN" --invocations "$TOKEN_INVOCATIONS" --warmup 20 --out "$RESULTS"
 measure "DynamoDB calls per request" "$HARNESS" calls --predict "$PREDICT_BIN" --token "$TOKEN_BIN" --out "$RESULTS"
+measure "anonymous requests (worst case)" "$HARNESS" rejections --predict "$PREDICT_BIN" --token "$TOKEN_BIN" --requests "$REJECTION_REQUESTS" --out "$RESULTS"
+
+# Cold starts as AWS sees them: DynamoDB Local behind TLS, then also under a Lambda memory
+# size's CPU share (a cgroup quota; skipped with the reason in the report where the machine
+# cannot give one). The build with jitter entropy alternates with the shipped one.
+JITTER=()
+[[ -x "$BIN_DIR/predict-jitter" ]] && JITTER=(--variant "predict-jitter=$BIN_DIR/predict-jitter")
+for share in "" 128 256; do
+    args=(--tls)
+    label="TLS"
+    if [[ -n "$share" ]]; then
+        args+=(--cpu-share-mb "$share")
+        label="TLS, $share MB CPU share"
+        measure "cold start: null, $share MB CPU share" "$HARNESS" coldstart --function null --runs "$COLD_RUNS" --cpu-share-mb "$share" --out "$RESULTS"
+    fi
+    measure "DynamoDB floor of a fresh process ($label)" "$HARNESS" fresh-process --runs "$COLD_RUNS" "${args[@]}" --out "$RESULTS"
+    measure "cold start: predict ($label)" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" "${JITTER[@]}" --runs "$COLD_RUNS" "${args[@]}" --out "$RESULTS"
+    if [[ "$share" != 256 ]]; then
+        measure "cold start: token ($label)" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" --runs "$COLD_RUNS" "${args[@]}" --out "$RESULTS"
+    fi
+done
 
 # The CPU benches need no stack; stop DynamoDB Local (a JVM) so it cannot disturb them.
 stage_begin "stop DynamoDB Local"
@@ -202,7 +240,7 @@ measure "criterion: whole handler" $CRIT_HANDLER_CMD
 stage_begin "report"
 run_step "$HARNESS" report --results "$RESULTS" --criterion "$CRITERION_HOME" \
     --lambda-dir "$SMLA_ROOT/target/lambda" --release-dir "$BIN_DIR" --out "$OUT" \
-    --command "build=$BUILD_CMD" --command "zip=$ZIP_CMD" \
+    --command "build=$BUILD_CMD" --command "zip=$ZIP_CMD" --command "jitter=$JITTER_CMD" \
     --command "criterion-core=$CRIT_CORE_CMD" --command "criterion-handler=$CRIT_HANDLER_CMD" \
     --elapsed "scripts/bench.sh$($quick && echo ' --quick'), $(($(date +%s) - STARTED)) s including builds"
 stage_end

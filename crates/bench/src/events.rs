@@ -67,6 +67,38 @@ pub fn token(client_id: &str, client_secret: &str, ip: &str, seq: u64) -> Vec<u8
     })
 }
 
+/// `POST /predict` with a token of the right shape and a known `kid` whose signature does not
+/// verify: the most CPU an unauthenticated request can make the verifier spend (the signature
+/// check runs, then fails).
+pub fn predict_forged_token(token: &str, ip: &str, seq: u64) -> Vec<u8> {
+    let forged = match token.rsplit_once('.') {
+        // A canonical base64url signature of the same length (all zero bytes): it decodes,
+        // so the Ed25519 check runs, and fails.
+        Some((signed, signature)) => format!("{signed}.{}", "A".repeat(signature.len())),
+        None => "not.a.jwt".to_owned(),
+    };
+    predict(&forged, ip, seq)
+}
+
+/// `GET <path>`, a path no route has: the `$default` route sends it to the predict function.
+pub fn unknown_path(path: &str, ip: &str, seq: u64) -> Vec<u8> {
+    build(HEALTH, ip, seq, |e| {
+        e["rawPath"] = Value::String(path.to_owned());
+        e["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+        e["routeKey"] = Value::String("$default".to_owned());
+    })
+}
+
+/// `POST /token` with a form body that is not a client-credentials request (no credentials).
+pub fn token_bad_body(ip: &str, seq: u64) -> Vec<u8> {
+    build(TOKEN, ip, seq, |e| {
+        if let Some(headers) = e["headers"].as_object_mut() {
+            headers.remove("authorization");
+        }
+        e["body"] = Value::String("grant_type=password&username=a&password=b".to_owned());
+    })
+}
+
 /// The event `{}` for the null function.
 pub fn empty() -> Vec<u8> {
     b"{}".to_vec()
@@ -88,6 +120,13 @@ mod tests {
         assert_eq!(event["headers"]["authorization"], "Bearer t.o.k");
         assert_eq!(event["requestContext"]["http"]["sourceIp"], "10.9.0.1");
         assert_eq!(event["rawPath"], "/predict");
+    }
+
+    #[test]
+    fn a_forged_token_keeps_its_shape_and_changes_its_signature() {
+        let event: Value =
+            serde_json::from_slice(&predict_forged_token("h.p.sigA", "10.9.0.1", 1)).unwrap();
+        assert_eq!(event["headers"]["authorization"], "Bearer h.p.AAAA");
     }
 
     #[test]

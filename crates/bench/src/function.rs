@@ -19,6 +19,10 @@ pub enum Kind {
     /// The harness's own `null-function`: polls `/next` and answers `{}`. The floor of what
     /// any function costs to start, to hold in memory and to invoke.
     Null,
+    /// The harness's `runtime-null-function`: `lambda_runtime::run` on the functions' runtime
+    /// flavour and log subscriber, with a handler that answers at once. What the Rust runtime
+    /// costs per invocation before any of our code runs.
+    RuntimeNull,
 }
 
 impl Kind {
@@ -27,6 +31,7 @@ impl Kind {
             Self::Predict => "predict",
             Self::Token => "token",
             Self::Null => "null",
+            Self::RuntimeNull => "runtime-null",
         }
     }
 }
@@ -39,7 +44,10 @@ impl std::str::FromStr for Kind {
             "predict" => Ok(Self::Predict),
             "token" => Ok(Self::Token),
             "null" => Ok(Self::Null),
-            _ => Err(format!("unknown function {s:?} (predict, token, null)")),
+            "runtime-null" => Ok(Self::RuntimeNull),
+            _ => Err(format!(
+                "unknown function {s:?} (predict, token, null, runtime-null)"
+            )),
         }
     }
 }
@@ -51,6 +59,26 @@ pub struct Memory {
     pub peak_kib: u64,
     /// `VmRSS`: resident set size now.
     pub rss_kib: u64,
+}
+
+/// What the scheduler saw of a process: CPU time and context switches summed over its threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scheduling {
+    pub cpu_ns: u64,
+    /// Voluntary (blocking, waking another thread) and involuntary context switches.
+    pub switches: u64,
+    pub threads: u64,
+}
+
+impl Scheduling {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Scheduling) -> Scheduling {
+        Scheduling {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            switches: self.switches.saturating_sub(earlier.switches),
+            threads: self.threads,
+        }
+    }
 }
 
 /// How a function binary is started: on its own, or as the last argument of a launcher
@@ -120,8 +148,14 @@ impl FunctionProcess {
             }
             None => Command::new(binary),
         };
-        if kind == Kind::Null {
-            command.arg("null-function");
+        match kind {
+            Kind::Null => {
+                command.arg("null-function");
+            }
+            Kind::RuntimeNull => {
+                command.arg("runtime-null-function");
+            }
+            Kind::Predict | Kind::Token => {}
         }
         command
             .env_clear()
@@ -161,6 +195,32 @@ impl FunctionProcess {
             peak_kib: field("VmHWM:")?,
             rss_kib: field("VmRSS:")?,
         })
+    }
+
+    /// CPU time and context switches of the process so far, over all its threads (from
+    /// `/proc/<pid>/task/*/schedstat` and `status`); `None` once the process is gone.
+    pub fn scheduling(&self) -> Option<Scheduling> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        let mut total = Scheduling::default();
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) else {
+                continue; // the thread ended meanwhile
+            };
+            total.cpu_ns += schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            total.switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+            total.threads += 1;
+        }
+        Some(total)
     }
 
     /// Bytes the function has written to stdout (its log lines) so far.
@@ -270,4 +330,28 @@ pub fn run_null_function() -> Result<(), Error> {
         writer.write_all(&post)?;
         read_response(&mut reader)?;
     }
+}
+
+/// The `runtime-null-function` subcommand: what the functions' `main` sets up before any of
+/// our request code — tokio's current-thread runtime, the JSON log subscriber of
+/// `telemetry::init`, `lambda_runtime::run` (with its span per invocation) — around a handler
+/// that skims the event without keeping it and answers `{"statusCode":200}`.
+pub fn run_runtime_null_function() -> Result<(), Error> {
+    #[derive(serde::Serialize)]
+    struct Answer {
+        #[serde(rename = "statusCode")]
+        status_code: u16,
+    }
+
+    let vars = secure_ml_core::config::Vars::from_env();
+    secure_ml_core::telemetry::init(&vars)?;
+    let handler = lambda_runtime::service_fn(
+        |_: lambda_runtime::LambdaEvent<serde::de::IgnoredAny>| async {
+            Ok::<_, std::convert::Infallible>(Answer { status_code: 200 })
+        },
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(lambda_runtime::run(handler))
 }

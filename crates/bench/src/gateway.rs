@@ -90,7 +90,7 @@ fn parse_function(s: &str) -> Result<(Kind, PathBuf), String> {
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=BINARY, got {s:?}"))?;
     match name.parse::<Kind>()? {
-        Kind::Null => Err("the gateway serves predict and token".to_owned()),
+        Kind::Null | Kind::RuntimeNull => Err("the gateway serves predict and token".to_owned()),
         kind if !path.is_empty() => Ok((kind, PathBuf::from(path))),
         _ => Err(format!("no binary in {s:?}")),
     }
@@ -819,7 +819,7 @@ fn reads(kind: Kind, name: &str) -> bool {
     let program = match kind {
         Kind::Predict => config::Program::Predict,
         Kind::Token => config::Program::Token,
-        Kind::Null => return false,
+        Kind::Null | Kind::RuntimeNull => return false,
     };
     config::lookup(name).is_some_and(|var| var.read_by(program))
 }

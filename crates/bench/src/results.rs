@@ -29,6 +29,12 @@ pub struct ColdStart {
     /// invocation, rounded up to the millisecond.
     pub billed_cold_ms_mean: f64,
     pub failures: Vec<String>,
+    /// Network and CPU the runs had (`Conditions::describe`).
+    #[serde(default)]
+    pub conditions: String,
+    /// Over TLS: the evidence that the function trusted the chain through `SSL_CERT_FILE`.
+    #[serde(default)]
+    pub trust_check: Option<String>,
     pub command: String,
 }
 
@@ -43,6 +49,8 @@ pub struct FreshProcess {
     pub first_ms: Summary,
     /// The second one, on the open connection, ms.
     pub second_ms: Summary,
+    #[serde(default)]
+    pub conditions: String,
     pub command: String,
 }
 
@@ -76,6 +84,9 @@ pub struct Warm {
     pub health_ms: Option<Summary>,
     /// The null function's invocation (the Runtime API round trip alone), ms.
     pub null_ms: Option<Summary>,
+    /// The runtime-null function's invocation (`lambda_runtime` and nothing of ours), ms.
+    #[serde(default)]
+    pub runtime_null_ms: Option<Summary>,
     /// Per-iteration ratio function / floor (paired samples), summarised.
     pub paired_ratio: Summary,
     /// Mean of `ceil(duration)`: what Lambda bills per warm invocation, ms.
@@ -83,10 +94,32 @@ pub struct Warm {
     pub peak_rss_kib: u64,
     pub rss_kib: u64,
     pub null_peak_rss_kib: Option<u64>,
+    /// What the scheduler saw per invocation (predict only).
+    #[serde(default)]
+    pub scheduling: Option<WarmScheduling>,
     pub log_bytes_per_request: f64,
     pub log_lines_per_request: f64,
     pub non_2xx: usize,
     pub command: String,
+}
+
+/// CPU time and context switches of a process per invocation, idle to idle, over its threads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchedulingSeries {
+    pub cpu_us: Summary,
+    pub switches: Summary,
+    /// Threads of the process.
+    pub threads: u64,
+}
+
+/// The warm predict run's scheduling: `POST /predict`, `GET /health` and the null function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarmScheduling {
+    pub predict: SchedulingSeries,
+    pub health: SchedulingSeries,
+    #[serde(default)]
+    pub runtime_null: Option<SchedulingSeries>,
+    pub null: SchedulingSeries,
 }
 
 /// One request of the DynamoDB-calls scenario.

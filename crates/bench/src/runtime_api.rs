@@ -107,6 +107,8 @@ pub struct RuntimeApi {
     posts: mpsc::UnboundedReceiver<Posted>,
     accept: JoinHandle<()>,
     next_id: u64,
+    /// A poll taken by [`Self::wait_idle`] and not yet answered.
+    pending: Option<Poll>,
 }
 
 impl Drop for RuntimeApi {
@@ -139,6 +141,7 @@ impl RuntimeApi {
             posts,
             accept,
             next_id: 0,
+            pending: None,
         })
     }
 
@@ -147,8 +150,21 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
+    /// Waits until the function is idle, blocked on `/next` (its previous invocation and
+    /// everything it does after posting the response are over); the poll is kept for the next
+    /// [`Self::invoke`].
+    pub async fn wait_idle(&mut self, timeout: Duration) -> Result<(), Error> {
+        if self.pending.is_none() {
+            self.pending = Some(self.next_poll(timeout).await?);
+        }
+        Ok(())
+    }
+
     /// Waits for the function to ask for an event.
     pub async fn next_poll(&mut self, timeout: Duration) -> Result<Poll, Error> {
+        if let Some(poll) = self.pending.take() {
+            return Ok(poll);
+        }
         let wait = async {
             tokio::select! {
                 poll = self.polls.recv() => poll.ok_or_else(|| Error::from("runtime API stopped")),

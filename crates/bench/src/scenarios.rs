@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::conditions::{self, Conditions};
 use crate::events;
-use crate::function::{FunctionProcess, Kind};
+use crate::function::{Executable, FunctionProcess, Kind, Scheduling};
 use crate::instant::InstantDynamo;
 use crate::proxy::{CountingProxy, Counts};
 use crate::raw;
 use crate::results::{
-    Calls, CallsRow, ColdStart, FreshProcess, FreshProcessRun, Warm, this_command,
+    Calls, CallsRow, ColdStart, FreshProcess, FreshProcessRun, SchedulingSeries, Warm,
+    WarmScheduling, this_command,
 };
 use crate::runtime_api::{Invocation, PostKind, RuntimeApi};
 use crate::stack::{self, Stack};
@@ -45,7 +47,7 @@ fn real_request(kind: Kind, stack: &Stack, token: &str, ip: &str, seq: u64) -> V
     match kind {
         Kind::Predict => events::predict(token, ip, seq),
         Kind::Token => events::token(&stack.client_id, &stack.client_secret, ip, seq),
-        Kind::Null => events::empty(),
+        Kind::Null | Kind::RuntimeNull => events::empty(),
     }
 }
 
@@ -57,7 +59,7 @@ fn expect_ok(invocation: &Invocation, kind: Kind) -> Result<(), String> {
             String::from_utf8_lossy(&invocation.body)
         ));
     }
-    if kind == Kind::Null {
+    if matches!(kind, Kind::Null | Kind::RuntimeNull) {
         return Ok(());
     }
     match invocation.status() {
@@ -108,13 +110,17 @@ pub async fn coldstart(
     kind: Kind,
     binaries: &[(String, PathBuf)],
     runs: usize,
+    conditions: &Conditions,
     logs: &Path,
 ) -> Result<Vec<ColdStart>, Error> {
     let token = stack.mint_token()?;
+    let trust_check = conditions.trust_check(stack).await?;
+    let overrides = conditions.overrides();
+    let launcher = conditions.launcher()?;
     let phase_base = match kind {
         Kind::Predict => 0,
         Kind::Token => 20_000,
-        Kind::Null => 40_000,
+        Kind::Null | Kind::RuntimeNull => 40_000,
     };
     #[derive(Default)]
     struct Series {
@@ -129,9 +135,14 @@ pub async fn coldstart(
     for run in 0..runs {
         for (b, ((name, binary), acc)) in binaries.iter().zip(&mut series).enumerate() {
             let mut api = RuntimeApi::start(kind.name()).await?;
-            let label = format!("cold-{name}-{run:02}");
-            let mut function =
-                FunctionProcess::spawn(kind, binary, stack, &api, logs, &label, &[])?;
+            let label = format!("cold-{name}{}-{run:02}", conditions.suffix());
+            let executable = Executable {
+                launcher: &launcher,
+                binary,
+            };
+            let mut function = FunctionProcess::spawn_executable(
+                kind, executable, stack, &api, logs, &label, &overrides,
+            )?;
             let i = phase_base + 2 * (run * binaries.len() + b) as u32;
             let outcome: Result<(), Error> = async {
                 let poll = api.next_poll(STEP_TIMEOUT).await?;
@@ -184,6 +195,8 @@ pub async fn coldstart(
                 peak_rss_kib: summary(&s.rss)?,
                 billed_cold_ms_mean: billed_mean(&s.total),
                 failures: s.failures,
+                conditions: conditions.describe(),
+                trust_check: trust_check.clone(),
                 command: this_command(),
             })
         })
@@ -208,34 +221,25 @@ pub async fn fresh_process_run(key_prefix: &str) -> Result<FreshProcessRun, Erro
     })
 }
 
-/// The DynamoDB floor of a cold start: `runs` fresh processes of [`fresh_process_run`].
-pub async fn fresh_process(stack: &Stack, runs: usize) -> Result<FreshProcess, Error> {
-    let exe = std::env::current_exe()?;
+/// The DynamoDB floor of a cold start: `runs` fresh processes of [`fresh_process_run`], under
+/// the same conditions as the cold starts they are the floor of.
+pub async fn fresh_process(
+    stack: &Stack,
+    runs: usize,
+    conditions: &Conditions,
+) -> Result<FreshProcess, Error> {
     // The predict function's environment, nothing else (certificates, profile files and
     // region are looked up exactly as in a function).
-    let env = stack.function_env(Kind::Predict, "127.0.0.1:9");
+    let mut env = stack.function_env(Kind::Predict, "127.0.0.1:9");
+    for (name, value) in conditions.overrides() {
+        env.retain(|(n, _)| n != name);
+        env.push((name.to_owned(), value));
+    }
+    let launcher = conditions.launcher()?;
     let mut results: Vec<FreshProcessRun> = Vec::new();
     for run in 0..runs {
-        let output = tokio::task::spawn_blocking({
-            let (exe, env) = (exe.clone(), env.clone());
-            move || {
-                std::process::Command::new(exe)
-                    .env_clear()
-                    .envs(env)
-                    .args(["fresh-process-run", "--key-prefix"])
-                    .arg(format!("bench#fresh-{run}"))
-                    .output()
-            }
-        })
-        .await??;
-        if !output.status.success() {
-            return Err(format!(
-                "fresh process failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let result: FreshProcessRun = serde_json::from_slice(&output.stdout)?;
+        let key = format!("bench#fresh{}-{run}", conditions.suffix());
+        let result = conditions::fresh_process_run(&env, &launcher, &key).await?;
         if result.first_outcome != "ok" || result.second_outcome != "ok" {
             return Err(format!("fresh process could not write: {result:?}").into());
         }
@@ -249,6 +253,7 @@ pub async fn fresh_process(stack: &Stack, runs: usize) -> Result<FreshProcess, E
         client_build_ms: summary(&pick(|r| r.client_build_ms))?,
         first_ms: summary(&pick(|r| r.first_ms))?,
         second_ms: summary(&pick(|r| r.second_ms))?,
+        conditions: conditions.describe(),
         command: this_command(),
     })
 }
@@ -292,26 +297,26 @@ pub async fn warm_predict(
         "warm-predict",
         &[],
     )?;
-    let mut null_api = RuntimeApi::start("null").await?;
-    let exe = std::env::current_exe()?;
-    let null = FunctionProcess::spawn(Kind::Null, &exe, stack, &null_api, logs, "warm-null", &[])?;
+    let mut nulls = NullFunctions::spawn(stack, logs).await?;
+    let mut rt_null_ms = Vec::new();
 
     let (mut f_ms, mut floor_ms, mut health_ms, mut null_ms, mut ratio) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut sdk_ms = Vec::new();
-    let (mut non_2xx, mut log_lines, mut log_bytes) = (0usize, 0usize, 0u64);
+    let mut non_2xx = 0usize;
     let mut windows = Vec::new();
+    let mut sched = SchedulingSamples::default();
     let result: Result<(), Error> = async {
         for i in 0..(warmup + invocations) {
             let measured = i >= warmup;
             let n = i as u32;
             let before = function.log_bytes();
-            let inv = api
-                .invoke(
-                    events::predict(&token, &events::ip(PHASE_WARM, n), n.into()),
-                    STEP_TIMEOUT,
-                )
-                .await?;
+            let (inv, predict_sched) = invoke_idle_to_idle(
+                &mut api,
+                &function,
+                events::predict(&token, &events::ip(PHASE_WARM, n), n.into()),
+            )
+            .await?;
             let after = function.log_bytes();
             if expect_ok(&inv, Kind::Predict).is_err() {
                 non_2xx += 1;
@@ -330,11 +335,16 @@ pub async fn warm_predict(
             if !sdk.ok() {
                 return Err(format!("instant endpoint write failed: {}", sdk.outcome).into());
             }
-            let health = api
-                .invoke(events::health(&events::ip(PHASE_WARM, n), 0), STEP_TIMEOUT)
-                .await?;
-            let nul = null_api.invoke(events::empty(), STEP_TIMEOUT).await?;
+            let (health, health_sched) = invoke_idle_to_idle(
+                &mut api,
+                &function,
+                events::health(&events::ip(PHASE_WARM, n), 0),
+            )
+            .await?;
+            let ((nul, null_sched), (rt_nul, rt_null_sched)) = nulls.invoke().await?;
             if measured {
+                sched.push([predict_sched, health_sched, rt_null_sched, null_sched]);
+                rt_null_ms.push(rt_nul.duration_ms());
                 f_ms.push(inv.duration_ms());
                 floor_ms.push(floor.ms);
                 ratio.push(inv.duration_ms() / floor.ms);
@@ -352,21 +362,8 @@ pub async fn warm_predict(
     }
     let _idle = api.next_poll(STEP_TIMEOUT).await?;
     let memory = function.memory().ok_or("predict vanished")?;
-    let _null_idle = null_api.next_poll(STEP_TIMEOUT).await?;
-    let null_memory = null.memory();
-    let stdout = function.stdout();
-    let mut handler_ms = Vec::new();
-    for (from, to) in windows {
-        let (lines, bytes) = log_slice(&stdout, from, to);
-        log_lines += lines;
-        log_bytes += bytes;
-        if let Some(latency) = stdout
-            .get(from as usize..to as usize)
-            .and_then(handler_latency)
-        {
-            handler_ms.push(latency);
-        }
-    }
+    let null_memory = nulls.null_memory().await?;
+    let (log_lines, log_bytes, handler_ms) = log_windows(&function.stdout(), &windows);
     let measured = invocations.max(1) as f64;
     Ok(Warm {
         function: "predict".to_owned(),
@@ -379,16 +376,138 @@ pub async fn warm_predict(
         sdk_floor_ms: Summary::of(&sdk_ms),
         health_ms: Summary::of(&health_ms),
         null_ms: Summary::of(&null_ms),
+        runtime_null_ms: Summary::of(&rt_null_ms),
         paired_ratio: summary(&ratio)?,
         billed_ms_mean: billed_mean(&f_ms),
         peak_rss_kib: memory.peak_kib,
         rss_kib: memory.rss_kib,
         null_peak_rss_kib: null_memory.map(|m| m.peak_kib),
+        scheduling: sched.summary(),
         log_bytes_per_request: log_bytes as f64 / measured,
         log_lines_per_request: log_lines as f64 / measured,
         non_2xx,
         command: this_command(),
     })
+}
+
+/// Line count, byte count and handler latencies of the access lines in each log window.
+fn log_windows(stdout: &str, windows: &[(u64, u64)]) -> (usize, u64, Vec<f64>) {
+    let (mut lines, mut bytes, mut handler_ms) = (0, 0, Vec::new());
+    for &(from, to) in windows {
+        let (l, b) = log_slice(stdout, from, to);
+        lines += l;
+        bytes += b;
+        if let Some(latency) = stdout
+            .get(from as usize..to as usize)
+            .and_then(handler_latency)
+        {
+            handler_ms.push(latency);
+        }
+    }
+    (lines, bytes, handler_ms)
+}
+
+/// The floors of an invocation, run alongside the warm predict loop: the null function (std,
+/// blocking I/O) and the runtime-null function (`lambda_runtime` with nothing of ours).
+struct NullFunctions {
+    null_api: RuntimeApi,
+    null: FunctionProcess,
+    runtime_api: RuntimeApi,
+    runtime: FunctionProcess,
+}
+
+type Measured = (Invocation, Option<Scheduling>);
+
+impl NullFunctions {
+    async fn spawn(stack: &Stack, logs: &Path) -> Result<Self, Error> {
+        let exe = std::env::current_exe()?;
+        let null_api = RuntimeApi::start("null").await?;
+        let null =
+            FunctionProcess::spawn(Kind::Null, &exe, stack, &null_api, logs, "warm-null", &[])?;
+        let runtime_api = RuntimeApi::start("runtime-null").await?;
+        let runtime = FunctionProcess::spawn(
+            Kind::RuntimeNull,
+            &exe,
+            stack,
+            &runtime_api,
+            logs,
+            "warm-runtime-null",
+            &[],
+        )?;
+        Ok(Self {
+            null_api,
+            null,
+            runtime_api,
+            runtime,
+        })
+    }
+
+    /// One invocation of each: the null function's, then the runtime-null function's. The
+    /// runtime-null function gets the `GET /health` event, so the event's bytes are the
+    /// runtime's share, not the frame's.
+    async fn invoke(&mut self) -> Result<(Measured, Measured), Error> {
+        let null = invoke_idle_to_idle(&mut self.null_api, &self.null, events::empty()).await?;
+        let event = events::health(&events::ip(PHASE_WARM, 0), 0);
+        let runtime = invoke_idle_to_idle(&mut self.runtime_api, &self.runtime, event).await?;
+        Ok((null, runtime))
+    }
+
+    /// The null function's memory, once it is idle.
+    async fn null_memory(&mut self) -> Result<Option<crate::function::Memory>, Error> {
+        self.null_api.wait_idle(STEP_TIMEOUT).await?;
+        Ok(self.null.memory())
+    }
+}
+
+/// Invokes `function` with `event` from idle to idle (blocked on `/next` before, and again
+/// after: everything the invocation made it do is over), and what the scheduler saw of it.
+async fn invoke_idle_to_idle(
+    api: &mut RuntimeApi,
+    function: &FunctionProcess,
+    event: Vec<u8>,
+) -> Result<(Invocation, Option<Scheduling>), Error> {
+    api.wait_idle(STEP_TIMEOUT).await?;
+    let before = function.scheduling();
+    let invocation = api.invoke(event, STEP_TIMEOUT).await?;
+    api.wait_idle(STEP_TIMEOUT).await?;
+    let after = function.scheduling();
+    Ok((invocation, after.zip(before).map(|(a, b)| a.since(&b))))
+}
+
+/// CPU time and context switches per invocation of predict, `/health`, the runtime-null and
+/// the null function, in that order.
+#[derive(Default)]
+struct SchedulingSamples {
+    series: [(Vec<f64>, Vec<f64>); 4],
+    threads: [u64; 4],
+}
+
+impl SchedulingSamples {
+    fn push(&mut self, samples: [Option<Scheduling>; 4]) {
+        for (i, sample) in samples.into_iter().enumerate() {
+            if let Some(s) = sample {
+                self.series[i].0.push(s.cpu_ns as f64 / 1e3);
+                self.series[i].1.push(s.switches as f64);
+                self.threads[i] = s.threads;
+            }
+        }
+    }
+
+    fn summary(&self) -> Option<WarmScheduling> {
+        let one = |i: usize| -> Option<SchedulingSeries> {
+            Some(SchedulingSeries {
+                cpu_us: Summary::of(&self.series[i].0)?,
+                switches: Summary::of(&self.series[i].1)?,
+                threads: self.threads[i],
+            })
+        };
+        Some(WarmScheduling {
+            predict: one(0)?,
+            health: one(1)?,
+            runtime_null: one(2),
+            null: one(3)?,
+        })
+    }
 }
 
 /// Warm `POST /token`: distinct source IPs, floor = the harness's own rate-limit write plus
@@ -468,11 +587,13 @@ pub async fn warm_token(
         handler_ms: None,
         health_ms: None,
         null_ms: None,
+        runtime_null_ms: None,
         paired_ratio: summary(&ratio)?,
         billed_ms_mean: billed_mean(&f_ms),
         peak_rss_kib: memory.peak_kib,
         rss_kib: memory.rss_kib,
         null_peak_rss_kib: None,
+        scheduling: None,
         log_bytes_per_request: log_bytes as f64 / measured,
         log_lines_per_request: log_lines as f64 / measured,
         non_2xx,
@@ -680,6 +801,13 @@ async fn spawn_instances(
             &overrides,
         )?;
         running.push(Running { process, api });
+    }
+    // Every instance's init (its `DescribeTable` calls) is over before the first step is
+    // counted: otherwise those calls land in whichever step runs meanwhile.
+    for Running { process, api } in &mut running {
+        if let Err(error) = api.wait_idle(STEP_TIMEOUT).await {
+            return Err(process.explain(error));
+        }
     }
     Ok(running)
 }

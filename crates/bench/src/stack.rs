@@ -77,7 +77,7 @@ impl Stack {
         let program = match kind {
             Kind::Predict => Program::Predict,
             Kind::Token => Program::Token,
-            Kind::Null => return own(env),
+            Kind::Null | Kind::RuntimeNull => return own(env),
         };
         // The stack's values of the variables the function reads; every other variable of
         // the configuration contract keeps its default, which is the template's (a test in

@@ -2,7 +2,9 @@
 //!
 //! | bench | what | floor it is compared with |
 //! |---|---|---|
-//! | `jwt_verify` | `Verifier`: header precheck, key lookup, EdDSA signature, claims | `ed25519_verify_floor`: the bare signature check |
+//! | `jwt_verify` | `Verifier`: header precheck, key lookup, EdDSA signature, claims (the cache bypassed: a token seen for the first time) | `ed25519_verify_floor`: the bare signature check |
+//! | `token_cache_hit` | `Verifier::verify` of a token it verified before: the `Authorization` header, the cache lookup, `exp`/`nbf`/key expiry | — |
+//! | `verify_parse_infer_cached` | a repeated token's check, the `/predict` body, inference: the CPU of a prediction without the rate limiter | `parse_single` + `predict_row` |
 //! | `parse_single` | `/predict` body: envelope, pointers, range checks | `parse_single_serde_floor`: serde derive into `[f64; 4]` |
 //! | `parse_batch_100` | a 100-row `/predict/batch` body | — |
 //! | `predict_row` | `ServedModel::predict`: forest + response view | `forest_row_floor`: the bare forest walk |
@@ -18,6 +20,9 @@ use std::hint::black_box;
 use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signature, Verifier as _};
+use futures::FutureExt as _;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings, Verifier};
 use secure_ml_core::model::ServedModel;
@@ -55,7 +60,9 @@ fn iris_rows() -> Vec<Row> {
         .collect()
 }
 
-fn cpu(c: &mut Criterion) {
+/// A fresh key set, a `predict` token it signed, the verifier that trusts it, and the raw
+/// Ed25519 key (the floor of a signature check).
+fn signed_token() -> (String, Verifier, ed25519_dalek::VerifyingKey) {
     let now = unix_now();
     let keys = KeySet::generate(now).expect("key generation");
     let settings = TokenSettings {
@@ -74,15 +81,20 @@ fn cpu(c: &mut Criterion) {
         .expect("token")
         .access_token;
     let verifier = Verifier::from_jwks(ISS, AUD, &issuer.jwks(now)).expect("verifier");
+    let verifying_key = keys.keys[0]
+        .signing_key()
+        .expect("signing key")
+        .verifying_key();
+    (token, verifier, verifying_key)
+}
+
+fn cpu(c: &mut Criterion) {
+    let (token, verifier, verifying_key) = signed_token();
     let (signing_input, signature) = token.rsplit_once('.').expect("a compact JWS");
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature)
         .expect("base64url signature");
     let signature = Signature::from_slice(&signature).expect("64-byte signature");
-    let verifying_key = keys.keys[0]
-        .signing_key()
-        .expect("signing key")
-        .verifying_key();
 
     let model = ServedModel::load(MODEL, MANIFEST).expect("model");
     let forest = Ensemble::from_bytes(MODEL).expect("forest");
@@ -99,7 +111,34 @@ fn cpu(c: &mut Criterion) {
             .join(", ")
     );
 
+    let mut headers = HeaderMap::new();
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).expect("header value");
+    headers.insert(AUTHORIZATION, bearer);
+    // A verifier without a key source never awaits: a hit completes on the first poll.
+    let verify_now = |headers: &HeaderMap| {
+        verifier
+            .verify(headers)
+            .now_or_never()
+            .expect("no I/O without a key source")
+    };
+    verify_now(&headers).expect("the token verifies");
+    assert_eq!(verifier.cached_tokens(), 1, "the token is cached");
+
+    let request = model.request();
     let mut group = c.benchmark_group("cpu");
+    group.bench_function("token_cache_hit", |b| {
+        b.iter(|| verify_now(black_box(&headers)).is_ok())
+    });
+    group.bench_function("verify_parse_infer_cached", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            let claims = verify_now(black_box(&headers)).expect("cached token");
+            let row = request.parse_single(black_box(BODY)).expect("valid body");
+            black_box(row);
+            model.predict(black_box(&rows[i]), claims.has_scope("predict:proba"))
+        })
+    });
     group.bench_function("jwt_verify", |b| {
         b.iter(|| {
             verifier
@@ -114,7 +153,6 @@ fn cpu(c: &mut Criterion) {
                 .is_ok()
         })
     });
-    let request = model.request();
     group.bench_function("parse_single", |b| {
         b.iter(|| request.parse_single(black_box(BODY)).is_ok())
     });

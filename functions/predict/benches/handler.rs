@@ -7,6 +7,9 @@
 //! | `request_to_response` | a built `http::Request` → `handle` → `Response` |
 //! | `event_to_response` | the API Gateway event JSON → `frame::event` → `handle` → response JSON: everything between the Runtime API's two HTTP messages (the access line formatted and dropped) |
 //! | `event_to_response_json_logs` | the same, with the JSON log subscriber of `telemetry::init` installed (to a sink) |
+//! | `health_event_to_response` | the same for `GET /health`: the frame's whole cost, no token, no DynamoDB |
+//! | `decode_event` | `frame::event::decode` of the `/predict` event alone |
+//! | `encode_response` | `frame::event::encode` of a `/predict` response and its JSON |
 //! | `limiter_check_mocked` | `RateLimiter::check` alone (key new to the limiter's memory after the first call: busy, EXTEND) |
 //! | `sdk_update_item_mocked` | a bare mocked `UpdateItem`: the SDK's request pipeline, nothing of ours |
 //!
@@ -41,6 +44,7 @@ mod handler;
 static MODEL_ARTIFACT: &[u8] = include_bytes!(env!("MODEL_ARTIFACT_PATH"));
 static MODEL_MANIFEST: &str = include_str!(env!("MODEL_MANIFEST_PATH"));
 static EVENT: &str = include_str!("../../../events/predict.json");
+static HEALTH: &str = include_str!("../../../events/health.json");
 
 const ISS: &str = "https://auth.secure-ml-api.test";
 const AUD: &str = "secure-ml-api";
@@ -117,6 +121,25 @@ fn handler(c: &mut Criterion) {
         )
     });
     group.bench_function("event_to_response", |b| b.iter(|| full(black_box(&event))));
+    group.bench_function("health_event_to_response", |b| {
+        b.iter(|| full(black_box(HEALTH)))
+    });
+    group.bench_function("decode_event", |b| {
+        b.iter(|| event::decode(black_box(&event), Context::default()))
+    });
+    group.bench_function("encode_response", |b| {
+        b.iter_batched(
+            || {
+                let (request, _) = event::decode(&event, Context::default());
+                rt.block_on(handler::handle(deps, request))
+            },
+            |response| {
+                serde_json::to_vec(&event::encode(event::Origin::HttpApi, response))
+                    .expect("response JSON")
+            },
+            BatchSize::SmallInput,
+        )
+    });
     // The pieces the handler adds to the parts measured in `cpu_path`.
     let key = ClientKey::from_ip(std::net::IpAddr::from([203, 0, 113, 7]));
     group.bench_function("limiter_check_mocked", |b| {

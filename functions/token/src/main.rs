@@ -11,7 +11,10 @@ use secure_ml_core::config::{self, Vars};
 use secure_ml_core::frame::Frame;
 use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter};
 
-#[tokio::main]
+// One thread: an invocation is handled start to end where its event arrives, with no hand-off
+// between worker threads (two thread wake-ups per Runtime API exchange otherwise, at 1/14 of a
+// vCPU), and init starts no worker threads. BENCHMARKS.md, "Per-request overhead".
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     secure_ml_core::frame::start(init, handler::handle).await
 }

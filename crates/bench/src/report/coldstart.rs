@@ -178,7 +178,7 @@ fn details(inputs: &Inputs<'_>) -> String {
 fn init_breakdown(out: &mut String, c: &ColdStart, null: &ColdStart, u: &FreshProcess) {
     // What each function's init does besides building the client (functions/*/src/main.rs).
     let rest = if c.function == "predict" {
-        "model decode and sha256 check, JWKS load, `DescribeTable` of the rate-limit table"
+        "model decode and sha256 check, JWKS read (`GetItem` of the rate-limit table's `jwks` item, which also proves the table)"
     } else {
         "crypto self-test, signing-key load, `DescribeTable` of both tables"
     };

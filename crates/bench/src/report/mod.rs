@@ -13,21 +13,27 @@
 //! far less, so the ratios are the numbers to compare between runs. Benchmarks report, they
 //! never fail a build: a missed target is a verdict in the table, not an error.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::rejections::Rejections;
 use crate::results::{self, Calls, ColdStart, FreshProcess, Warm};
 
 mod calls;
 mod coldstart;
+mod coldstart_aws;
 mod cost;
 mod cpu;
 mod format;
 mod machine;
+mod prices;
 mod sizes;
 mod summary;
+mod template;
 mod warm;
+mod worst_case;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -81,6 +87,13 @@ pub(super) struct Inputs<'a> {
     warm_predict: Option<Warm>,
     warm_token: Option<Warm>,
     calls: Option<Calls>,
+    /// Every cold-start series, by the name after `coldstart-` (`predict-tls-cpu128`, ...).
+    coldstarts: BTreeMap<String, ColdStart>,
+    /// Every fresh-process floor, by its conditions' suffix without the dash (`""`, `tls`, ...).
+    fresh: BTreeMap<String, FreshProcess>,
+    rejections: Option<Rejections>,
+    /// Why no cold start could run under a Lambda CPU share on this machine, if so.
+    cpu_share_unavailable: Option<serde_json::Value>,
 }
 
 impl<'a> Inputs<'a> {
@@ -95,12 +108,40 @@ impl<'a> Inputs<'a> {
             warm_predict: results::read(dir, "warm-predict"),
             warm_token: results::read(dir, "warm-token"),
             calls: results::read(dir, "calls"),
+            coldstarts: read_all(dir, "coldstart-"),
+            fresh: read_all(dir, "fresh-process")
+                .into_iter()
+                .map(|(k, v)| (k.trim_start_matches('-').to_owned(), v))
+                .collect(),
+            rejections: results::read(dir, "rejections"),
+            cpu_share_unavailable: results::read(dir, "cpu-share-unavailable"),
         }
     }
 
     fn criterion(&self) -> Option<&Path> {
         self.args.criterion.as_deref()
     }
+}
+
+/// Every `<prefix><name>.json` in `dir`, by `<name>`.
+fn read_all<T: serde::de::DeserializeOwned>(dir: &Path, prefix: &str) -> BTreeMap<String, T> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| Some(f.strip_suffix(".json")?.strip_prefix(prefix)?.to_owned()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            Some((
+                name.clone(),
+                results::read(dir, &format!("{prefix}{name}"))?,
+            ))
+        })
+        .collect()
 }
 
 /// What one section contributes to the page.
@@ -113,13 +154,15 @@ pub(super) struct Section {
 }
 
 /// The sections, in the order of the page and of the summary table's rows.
-const SECTIONS: [fn(&Inputs<'_>) -> Section; 6] = [
+const SECTIONS: [fn(&Inputs<'_>) -> Section; 8] = [
     coldstart::section,
+    coldstart_aws::section,
     warm::section,
     cpu::section,
     sizes::section,
     calls::section,
     cost::section,
+    worst_case::section,
 ];
 
 pub fn write(args: &Args) -> Result<(), Error> {
