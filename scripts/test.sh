@@ -6,18 +6,20 @@
 # Usage: scripts/test.sh [--no-lint] [-- LIBTEST_ARGS...]
 #   stages: tools -> cargo fmt --check -> clippy -D warnings -> cargo deny -> build -> DynamoDB Local
 #           (free port) -> tables -> signing keys (temp dir) -> cargo lambda watch (free port,
-#           both functions warmed) -> smoke test -> README commands -> cargo test --workspace --
-#           --include-ignored [LIBTEST_ARGS] -> contract test (openapi + schemathesis) -> fault
-#           injection -> log scan for secrets -> key rotation and revocation -> fuzzing -> imported
-#           models (scripts/model_oracle.sh, scripts/model_e2e.sh) -> deploy checks (cfn-lint,
-#           sam validate, sam build)
+#           both functions warmed) -> a second cargo lambda watch of the same build (free port,
+#           predict warmed; the flood's other half) -> smoke test -> README commands -> cargo test
+#           --workspace -- --include-ignored [LIBTEST_ARGS] -> contract test (openapi +
+#           schemathesis) -> fault injection -> log scan for secrets -> key rotation and
+#           revocation -> fuzzing -> imported models (scripts/model_oracle.sh,
+#           scripts/model_e2e.sh) -> deploy checks (cfn-lint, sam validate, sam build)
 #   --no-lint        skip fmt and clippy (quick local iterations)
 #   LIBTEST_ARGS     e.g. a test-name filter: scripts/test.sh -- rate_limit (skips the contract,
 #                    fault, fuzz and model stages)
 # Tests read: AWS_ENDPOINT_URL_DYNAMODB AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 #   RATE_LIMIT_TABLE CLIENTS_TABLE SIGNING_KEYS_FILE TOKEN_ISSUER TOKEN_AUDIENCE
 #   SMLA_WATCH_URL (http://127.0.0.1:<port>: the deployed API's paths and the invoke API)
-#   SMLA_WATCH_INSTANCES (instances per function).
+#   SMLA_WATCH_URLS (both watches' base URLs, SMLA_WATCH_URL first, space-separated)
+#   SMLA_WATCH_INSTANCES (instances per function, in each watch).
 # Environment: TOOLS_DIR, TEST_WARMUP_TIMEOUT (seconds for compiling the functions, 1800),
 #   TEST_WATCH_INSTANCES (instances per function under cargo lambda watch, 8),
 #   TEST_DEPLOY_CHECKS=0 (skip scripts/deploy_checks.sh outside CI), TEST_SAM_BUILD=0 (skip only
@@ -38,7 +40,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     -h | --help)
-        sed -n '2,25p' "$0"
+        sed -n '2,27p' "$0"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -64,7 +66,7 @@ on_exit() {
     print_timings
     if [[ "$rc" != 0 ]]; then
         mkdir -p "$LOG_DIR"
-        for f in dynamodb watch; do
+        for f in dynamodb watch watch-2; do
             [[ -s "$RUN_DIR/$f.log" ]] || continue
             cp "$RUN_DIR/$f.log" "$LOG_DIR/$f.log"
             printf '\n--- last lines of %s.log (full log: %s) ---\n' "$f" "$LOG_DIR/$f.log" >&2
@@ -129,6 +131,8 @@ stage_end
 stage_begin "tables from template.yaml"
 WATCH_PORT="$(free_port)"
 while [[ "$WATCH_PORT" == "$DDB_PORT" ]]; do WATCH_PORT="$(free_port)"; done
+WATCH2_PORT="$(free_port)"
+while [[ "$WATCH2_PORT" == "$DDB_PORT" || "$WATCH2_PORT" == "$WATCH_PORT" ]]; do WATCH2_PORT="$(free_port)"; done
 suffix="$(date +%s)-$$"
 export_stack_env "$DDB_PORT" "$WATCH_PORT" "smla-test-$suffix-rate-limits" "smla-test-$suffix-clients" "$RUN_DIR"
 create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
@@ -154,6 +158,21 @@ write_function_env "$RUN_DIR/function.env" "$ADMIN_BIN"
 start_watch "$WATCH_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch.log" "$SMLA_WATCH_INSTANCES" --ignore-changes
 warm_function "$WATCH_PORT" predict /health "$WARMUP_TIMEOUT"
 warm_function "$WATCH_PORT" token /.well-known/jwks.json "$WARMUP_TIMEOUT"
+stage_end
+
+# The exactness flood sends 200 requests at once from one address, more than one watch can
+# queue: in cargo-lambda 1.9.2 a function's queue holds 100 invocations, and one more stops
+# watch for good (functions/predict/tests/e2e.rs, WATCH_QUEUE). A second watch of the same
+# build, with the same environment, tables and instance count, takes half of them; its
+# instances race the first watch's in DynamoDB, as instances do on AWS. Only predict is warmed:
+# the flood sends it nothing else. The first watch stays the stack's (WATCH_PID, WATCH_LOG).
+stage_begin "second cargo lambda watch + warm-up"
+watch1=("$WATCH_PID" "$WATCH_LOG")
+start_watch "$WATCH2_PORT" "$RUN_DIR/function.env" "$RUN_DIR/watch-2.log" "$SMLA_WATCH_INSTANCES" --ignore-changes
+WATCH2_LOG="$WATCH_LOG"
+warm_function "$WATCH2_PORT" predict /health "$WARMUP_TIMEOUT"
+WATCH_PID="${watch1[0]}" WATCH_LOG="${watch1[1]}"
+export SMLA_WATCH_URLS="$SMLA_WATCH_URL http://127.0.0.1:$WATCH2_PORT"
 stage_end
 
 # --- Hook: smoke test (part of the deploy-checks hook below; runs here, before the tests) ----
@@ -229,8 +248,8 @@ if [[ ${#libtest_args[@]} == 0 ]]; then
 fi
 
 # Secrets never reach a log: every secret and token the tests used (canaries), the smoke test's
-# client secret and the private signing keys, searched for in everything the functions and
-# DynamoDB Local logged during the run.
+# client secret and the private signing keys, searched for in everything the functions (both
+# watches) and DynamoDB Local logged during the run.
 stage_begin "secrets never logged (log scan)"
 leak_rc=0
 {
@@ -252,12 +271,12 @@ canaries="$(wc -l <"$RUN_DIR/canaries.all")"
 if [[ "$canaries" -lt 3 ]]; then
     warn "only $canaries secrets to search for: the tests did not record theirs"
     leak_rc=1
-elif grep -F -n -f "$RUN_DIR/canaries.all" "$WATCH_LOG" "$RUN_DIR/dynamodb.log" >"$RUN_DIR/leaks" 2>/dev/null; then
+elif grep -F -n -f "$RUN_DIR/canaries.all" "$WATCH_LOG" "$WATCH2_LOG" "$RUN_DIR/dynamodb.log" >"$RUN_DIR/leaks" 2>/dev/null; then
     warn "a secret appears in the logs ($(wc -l <"$RUN_DIR/leaks") lines; file:line below, values withheld):"
     cut -d: -f1,2 "$RUN_DIR/leaks" | head -n 20 >&2
     leak_rc=1
 else
-    log "searched $(cat "$WATCH_LOG" "$RUN_DIR/dynamodb.log" | wc -l) log lines for $canaries secrets: none found"
+    log "searched $(cat "$WATCH_LOG" "$WATCH2_LOG" "$RUN_DIR/dynamodb.log" | wc -l) log lines for $canaries secrets: none found"
 fi
 stage_end "$([[ $leak_rc == 0 ]] && echo ok || echo FAILED)"
 

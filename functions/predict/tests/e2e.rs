@@ -30,16 +30,24 @@ use serde_json::{Value, json};
 
 const NEEDS_STACK: &str = "needs the local stack: run `make test`";
 
-/// Requests in flight at once in the flood tests. The stack runs several instances of each
-/// function (`--concurrency`, `SMLA_WATCH_INSTANCES`), which race every admission against each
-/// other in DynamoDB, as instances do on AWS; the rest wait in `cargo lambda watch`'s queue.
-/// That queue is the bound: in cargo-lambda 1.9.2 it holds 100 invocations per function, and
-/// one more blocks the lock every instance needs to fetch its next event, so watch stops
-/// answering for good (`RequestCache::upsert` awaits the full channel while holding the
-/// cache's write lock). 200 requests at once did exactly that whatever `--concurrency`
-/// allowed (1 or 8 instances; it cannot while fewer than 101 instances are idle); 96 leave
-/// room for the one request another test may have in flight.
-const CONCURRENT_CLIENTS: usize = 96;
+/// Clients of the exactness flood, all in flight at once, from one address. The stack runs
+/// several instances of each function (`--concurrency`, `SMLA_WATCH_INSTANCES`), which race
+/// every admission against each other in DynamoDB, as instances do on AWS; the rest wait in
+/// `cargo lambda watch`'s queue, and one watch cannot hold them all: see [`WATCH_QUEUE`]. So
+/// `make test` serves the functions from two watch front-ends of the same build, with the same
+/// environment, tables and instance count (`SMLA_WATCH_URLS`), and the flood sends half of its
+/// clients through each: 2 × `SMLA_WATCH_INSTANCES` instances race for the same items.
+const CONCURRENT_CLIENTS: usize = 200;
+
+/// The most invocations of one function that one `cargo lambda watch` can have waiting. In
+/// cargo-lambda 1.9.2 its queue holds 100, and one more blocks the lock every instance needs to
+/// fetch its next event, so watch stops answering for good, for every function
+/// (`RequestCache::upsert` awaits the full channel while holding the cache's write lock).
+/// 100 requests at one front-end never queue more than that, even before an instance takes
+/// one; the one request another test may have in flight there at the same moment makes 101,
+/// but not 101 waiting: the front-end's instances are already waiting for events when the
+/// flood starts, and take the first ones at once.
+const WATCH_QUEUE: usize = 100;
 
 /// A plain HTTP/1.1 client over hyper (already in the build through the AWS SDK, with the
 /// same features, so these tests add no second build of it) that gives up after a minute
@@ -101,6 +109,21 @@ fn env(name: &str) -> String {
 
 fn watch_url() -> String {
     env("SMLA_WATCH_URL")
+}
+
+/// Every front-end of the stack, `SMLA_WATCH_URL` first (`SMLA_WATCH_URLS`, space-separated):
+/// each a `cargo lambda watch` of the same build against the same tables.
+fn watch_urls() -> Vec<String> {
+    let urls: Vec<String> = env("SMLA_WATCH_URLS")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        urls.first(),
+        Some(&watch_url()),
+        "SMLA_WATCH_URLS starts with SMLA_WATCH_URL"
+    );
+    urls
 }
 
 /// A documentation-range address unique to this test process and call (RFC 5737 / RFC 3849).
@@ -171,10 +194,12 @@ fn uuid_like() -> String {
 
 /// Invokes `function` with `event` through the Lambda invoke API and decodes the HTTP response.
 async fn invoke(http: &Http, function: &str, event: &Value) -> Reply {
-    let url = format!(
-        "{}/2015-03-31/functions/{function}/invocations",
-        watch_url()
-    );
+    invoke_at(http, &watch_url(), function, event).await
+}
+
+/// [`invoke`] through the front-end at `base`, one of [`watch_urls`].
+async fn invoke_at(http: &Http, base: &str, function: &str, event: &Value) -> Reply {
+    let url = format!("{base}/2015-03-31/functions/{function}/invocations");
     let reply = http
         .post(
             &url,
@@ -231,13 +256,20 @@ async fn token_from(http: &Http, ip: &str, id: &str, secret: &str) -> Reply {
 }
 
 async fn predict_from(http: &Http, ip: &str, token: &str, extra: Value) -> Reply {
+    predict_at(http, &watch_url(), ip, token, extra).await
+}
+
+/// `POST /predict` from `ip` with the bearer `token` and the `extra` headers, through the
+/// front-end at `base`.
+async fn predict_at(http: &Http, base: &str, ip: &str, token: &str, extra: Value) -> Reply {
     let mut headers =
         json!({ "authorization": format!("Bearer {token}"), "content-type": "application/json" });
     if let (Some(h), Some(extra)) = (headers.as_object_mut(), extra.as_object()) {
         h.extend(extra.clone());
     }
-    invoke(
+    invoke_at(
         http,
+        base,
         "predict",
         &api_event(
             "POST",
@@ -396,6 +428,28 @@ mod client_flow {
 
 mod rate_limits {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Requests sent and not yet answered, and the most there were at once.
+    #[derive(Default)]
+    struct InFlight {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl InFlight {
+        async fn track(&self, request: impl Future<Output = Reply>) -> Reply {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            let reply = request.await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            reply
+        }
+
+        fn most(&self) -> usize {
+            self.most.load(Ordering::SeqCst)
+        }
+    }
 
     #[tokio::test]
     #[ignore = "needs the local stack: run make test"]
@@ -403,32 +457,48 @@ mod rate_limits {
         let http = http_client();
         let token = access_token(&http, &["predict"], Tier::Free).await;
         let ip = fresh_ip();
+        let fronts = watch_urls();
+        let per_front = CONCURRENT_CLIENTS.div_ceil(fronts.len());
+        assert!(
+            per_front <= WATCH_QUEUE,
+            "{CONCURRENT_CLIENTS} clients through {} front-end(s) would queue {per_front} \
+             invocations in one watch, which stops answering beyond {WATCH_QUEUE}: \
+             SMLA_WATCH_URLS needs {} front-ends",
+            fronts.len(),
+            CONCURRENT_CLIENTS.div_ceil(WATCH_QUEUE)
+        );
+        let in_flight = InFlight::default();
         let started = std::time::Instant::now();
         // Each request claims to be forwarded for a different client: it must change nothing.
-        let replies: Vec<Reply> = futures::stream::iter((0..200).map(|i| {
-            let (http, token, ip) = (&http, &token, &ip);
-            async move {
-                predict_from(
-                    http,
-                    ip,
-                    token,
-                    json!({"x-forwarded-for": format!("198.51.100.{}", i % 250)}),
-                )
-                .await
-            }
+        let replies: Vec<Reply> = futures::future::join_all((0..CONCURRENT_CLIENTS).map(|i| {
+            in_flight.track(predict_at(
+                &http,
+                &fronts[i % fronts.len()],
+                &ip,
+                &token,
+                json!({"x-forwarded-for": format!("198.51.100.{}", i % 250)}),
+            ))
         }))
-        .buffer_unordered(CONCURRENT_CLIENTS)
-        .collect()
         .await;
         let admitted = replies.iter().filter(|r| r.status == 200).count();
         let refused = replies.iter().filter(|r| r.status == 429).count();
         eprintln!(
-            "flood: 200 requests from one address, {CONCURRENT_CLIENTS} in flight: {admitted} admitted, {refused} refused in {:?}",
+            "flood: {CONCURRENT_CLIENTS} requests from one address through {} front-ends, at most \
+             {} in flight at once: {admitted} admitted, {refused} refused in {:?}",
+            fronts.len(),
+            in_flight.most(),
             started.elapsed()
+        );
+        // Every request was out before the first answer came back: no client waited for
+        // another, so the flood cannot quietly turn into a queue.
+        assert_eq!(
+            in_flight.most(),
+            CONCURRENT_CLIENTS,
+            "requests in flight at once"
         );
         assert_eq!(
             (admitted, refused),
-            (20, 180),
+            (20, CONCURRENT_CLIENTS - 20),
             "statuses: {:?}",
             replies.iter().map(|r| r.status).collect::<Vec<_>>()
         );
