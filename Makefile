@@ -84,5 +84,5 @@ fuzz: ## Coverage-guided fuzzing of the parsers, stable toolchain (FUZZ_SECONDS 
 	@scripts/fuzz.sh
 
 .PHONY: bench
-bench: ## Benchmarks (cold start, warm path, CPU path, sizes, cost) into BENCHMARKS.md; never fails tests
+bench: ## Benchmarks (cold start, warm path, CPU path, large models vs onnxruntime, sizes, cost) into BENCHMARKS.md; never fails tests
 	@scripts/bench.sh

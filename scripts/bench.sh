@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Benchmarks (run by `make bench`): cold start, warm path, CPU path, sizes, memory, DynamoDB
-# calls per request and cost per million predictions, each next to its floor measured in the same
-# run, written to BENCHMARKS.md. Leaves no process behind, whatever happens.
+# Benchmarks (run by `make bench`): cold start, warm path, CPU path, large models next to
+# onnxruntime, sizes, memory, DynamoDB calls per request and cost per million predictions, each
+# next to its floor measured in the same run, written to BENCHMARKS.md. Leaves no process
+# behind, whatever happens.
 #
 # Usage: scripts/bench.sh [--quick] [--out FILE]
-#   stages: tools -> build (x86_64 release functions, predict with jitter entropy, harness,
-#           criterion benches; before anything is timed) -> arm64 zips (cargo lambda) ->
-#           DynamoDB Local (free port) -> tables -> signing keys + a client (admin CLI) ->
-#           DynamoDB Local warm-up -> cold starts (null, predict, token) -> DynamoDB floor of a
-#           fresh process -> warm (predict, token) -> DynamoDB calls per request -> anonymous
-#           requests -> cold starts over TLS, then under 128 and 256 MB CPU shares (with their
-#           floors) -> stop DynamoDB Local -> criterion (core parts, whole handler) -> report
+#   stages: tools -> build (x86_64 release functions, predict with jitter entropy, the large
+#           models (scripts/model_bench.sh --prepare), predict with the large GBM embedded,
+#           harness, criterion benches; before anything is timed) -> arm64 zips (cargo lambda)
+#           -> DynamoDB Local (free port) -> tables -> signing keys + a client (admin CLI) ->
+#           DynamoDB Local warm-up -> cold starts (null; predict, the Iris and the GBM builds
+#           alternating; token) -> DynamoDB floor of a fresh process -> warm (predict, token)
+#           -> DynamoDB calls per request -> anonymous requests -> cold starts over TLS, then
+#           under 128 and 256 MB CPU shares (with their floors) -> stop DynamoDB Local ->
+#           criterion (core parts, whole handler) -> large models next to onnxruntime
+#           (scripts/model_bench.sh --measure) -> report
 #   --quick      a smoke test of the pipeline: 3 cold starts, 200 warm invocations, short criterion
 #   --out FILE   where the report goes (default: BENCHMARKS.md at the repository root)
 # Environment: TOOLS_DIR; BENCH_COLD_RUNS (20), BENCH_WARM_INVOCATIONS (2000),
@@ -33,13 +37,17 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,22p' "$SMLA_ROOT/scripts/bench.sh"
+        sed -n '2,26p' "$SMLA_ROOT/scripts/bench.sh"
         exit 0
         ;;
     *) die "unknown argument $1 (try --help)" ;;
     esac
     shift
 done
+
+# The benchmarks are of the Iris default (their requests are Iris rows); the large model gets a
+# build of its own below.
+unset MODEL_ARTIFACTS_DIR
 
 COLD_RUNS="${BENCH_COLD_RUNS:-20}"
 WARM_INVOCATIONS="${BENCH_WARM_INVOCATIONS:-2000}"
@@ -135,6 +143,35 @@ else
     FAILED+=("predict with jitter entropy")
 fi
 
+# The large models of scripts/model_bench.sh: trained, exported and imported here, timed after
+# DynamoDB Local has stopped. The gradient-boosted one is also a model directory to build the
+# predict function with.
+MODEL_BENCH_DIR="$(cargo_target_dir)/model-bench"
+MODEL_BENCH_CMD="scripts/model_bench.sh --measure$($quick && echo ' --quick')"
+stage_begin "build: large models (model_bench.sh --prepare)"
+if run_step scripts/model_bench.sh --prepare; then stage_end; else
+    stage_end "FAILED"
+    FAILED+=("large models")
+fi
+
+# The same functions built with the large gradient-boosted model embedded instead of Iris, for
+# the cold-start comparison: the same command as the shipped build (features unify alike), in
+# a target directory of its own like the jitter build's. Its first run builds everything once;
+# later runs find nothing to do while the model directory is unchanged (model_bench.sh keeps its
+# files when their content is the same). Building it in target/release instead would recompile
+# and relink predict twice per run, to embed the model and to embed Iris again.
+GBM_CMD="MODEL_ARTIFACTS_DIR=${MODEL_BENCH_DIR#"$SMLA_ROOT"/}/gbm $BUILD_CMD"
+stage_begin "build: predict with the large GBM embedded"
+# shellcheck disable=SC2086 # word splitting of the command is intended
+if MODEL_ARTIFACTS_DIR="$MODEL_BENCH_DIR/gbm" CARGO_TARGET_DIR="$SMLA_ROOT/target/bench-gbm" \
+    run_step $BUILD_CMD; then
+    cp "$SMLA_ROOT/target/bench-gbm/release/predict" "$BIN_DIR/predict-gbm"
+    stage_end
+else
+    stage_end "FAILED"
+    FAILED+=("predict with the large GBM")
+fi
+
 stage_begin "build: harness"
 run_step cargo build --release -p secure-ml-bench
 stage_end
@@ -195,7 +232,14 @@ mkdir -p "$RESULTS"
 # first scenario is not charged for its JIT.
 measure "warm up DynamoDB Local" "$HARNESS" warmup-dynamodb --calls 3000
 measure "cold start: null function" "$HARNESS" coldstart --function null --runs "$COLD_RUNS" --out "$RESULTS"
-measure "cold start: predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
+# The build with the large GBM alternates with the shipped one: the difference is the model's.
+GBM=()
+cold_predict="cold start: predict"
+if [[ -x "$BIN_DIR/predict-gbm" ]]; then
+    GBM=(--variant "predict-gbm=$BIN_DIR/predict-gbm" --request "predict-gbm=$MODEL_BENCH_DIR/gbm-predict.json")
+    cold_predict="cold start: predict, Iris and large GBM"
+fi
+measure "$cold_predict" "$HARNESS" coldstart --function predict --binary "$PREDICT_BIN" "${GBM[@]}" --runs "$COLD_RUNS" --out "$RESULTS"
 measure "cold start: token" "$HARNESS" coldstart --function token --binary "$TOKEN_BIN" --runs "$COLD_RUNS" --out "$RESULTS"
 measure "DynamoDB floor of a fresh process" "$HARNESS" fresh-process --runs "$COLD_RUNS" --out "$RESULTS"
 measure "warm: predict" "$HARNESS" warm --function predict --binary "$PREDICT_BIN" --invocations "$WARM_INVOCATIONS" --out "$RESULTS"
@@ -236,12 +280,15 @@ export CRITERION_HOME="$RESULTS/criterion"
 measure "criterion: core parts" $CRIT_CORE_CMD
 # shellcheck disable=SC2086
 measure "criterion: whole handler" $CRIT_HANDLER_CMD
+# shellcheck disable=SC2086
+measure "large models next to onnxruntime" $MODEL_BENCH_CMD "$RESULTS/model-bench.json"
 
 stage_begin "report"
 run_step "$HARNESS" report --results "$RESULTS" --criterion "$CRITERION_HOME" \
     --lambda-dir "$SMLA_ROOT/target/lambda" --release-dir "$BIN_DIR" --out "$OUT" \
     --command "build=$BUILD_CMD" --command "zip=$ZIP_CMD" --command "jitter=$JITTER_CMD" \
     --command "criterion-core=$CRIT_CORE_CMD" --command "criterion-handler=$CRIT_HANDLER_CMD" \
+    --command "model-bench=$MODEL_BENCH_CMD" --command "gbm-build=$GBM_CMD" \
     --elapsed "scripts/bench.sh$($quick && echo ' --quick'), $(($(date +%s) - STARTED)) s including builds"
 stage_end
 

@@ -2,8 +2,10 @@
 
 prepare DIR   trains a 300-tree depth-8 XGBoost classifier and a 100-tree scikit-learn random
               forest on 30 generated features, exports both to ONNX, imports them with
-              import-model, and writes DIR/gbm.bin, DIR/rf.bin (our artifacts), DIR/*.onnx and
-              DIR/rows.f64 (1,000 probe rows, float32 values as little-endian f64).
+              import-model into DIR/gbm/ and DIR/rf/ (model.bin + manifest.json: model
+              directories for MODEL_ARTIFACTS_DIR), and writes DIR/gbm.bin, DIR/rf.bin (copies
+              of the artifacts), DIR/*.onnx, DIR/rows.f64 (1,000 probe rows, float32 values as
+              little-endian f64) and DIR/gbm-predict.json (a POST /predict body: the first row).
 ort DIR       times onnxruntime on the same rows: one row per run() and 100 rows per run(), with
               intra_op_num_threads=1 and with the default thread pool; also the fixed cost of a
               run() call from Python (an Identity graph) and the session creation time.
@@ -13,8 +15,10 @@ report DIR    combines DIR/ort.json with the criterion estimates under DIR/crite
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,18 +48,33 @@ def prepare(directory: str, import_model: str) -> None:
         "gbm": convert_xgboost(gbm, initial_types=[("input", FloatTensorType([None, N_FEATURES]))], target_opset=15),
         "rf": to_onnx(rf, X[:1], options={id(rf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3}),
     }
+    # A fixed import date and graph name (onnxmltools names the graph with a random uuid, and
+    # the manifest records the ONNX file's sha256): the same libraries then give byte-identical
+    # model directories, and a build that embeds one (bench.sh's) has nothing to redo.
+    env = dict(os.environ, SOURCE_DATE_EPOCH="0")
     for name, model in onnx_models.items():
+        model.graph.name = name
         path = os.path.join(directory, f"{name}.onnx")
         with open(path, "wb") as f:
             f.write(model.SerializeToString())
+        staging = os.path.join(directory, f"{name}.import")
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        subprocess.run([import_model, "--onnx", path, "--out-dir", staging], check=True, capture_output=True, env=env)
         out = os.path.join(directory, name)
         os.makedirs(out, exist_ok=True)
-        subprocess.run([import_model, "--onnx", path, "--out-dir", out], check=True, capture_output=True)
-        os.replace(os.path.join(out, "model.bin"), os.path.join(directory, f"{name}.bin"))
+        for file in ("model.bin", "manifest.json"):
+            target = os.path.join(out, file)
+            if not (os.path.exists(target) and filecmp.cmp(os.path.join(staging, file), target, shallow=False)):
+                os.replace(os.path.join(staging, file), target)
+        shutil.rmtree(staging)
+        shutil.copyfile(os.path.join(out, "model.bin"), os.path.join(directory, f"{name}.bin"))
     rng = np.random.default_rng(1)
     rows = X[rng.integers(0, len(X), 1000)]
     rows.astype(np.float64).tofile(os.path.join(directory, "rows.f64"))
     rows.tofile(os.path.join(directory, "rows.f32"))
+    with open(os.path.join(directory, "gbm-predict.json"), "w") as f:
+        json.dump({"data": [float(v) for v in rows[0]]}, f)
 
 
 def timed(call, repeat: int, blocks: int = 7) -> float:

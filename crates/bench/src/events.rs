@@ -34,6 +34,14 @@ pub fn predict(token: &str, ip: &str, seq: u64) -> Vec<u8> {
     })
 }
 
+/// `POST /predict` with another body: a row of the model a variant was built with.
+pub fn predict_with_body(token: &str, ip: &str, seq: u64, body: &str) -> Vec<u8> {
+    build(PREDICT, ip, seq, |e| {
+        set_header(e, "authorization", format!("Bearer {token}"));
+        e["body"] = Value::String(body.to_owned());
+    })
+}
+
 /// `POST /predict/batch` with `rows` rows.
 pub fn batch(token: &str, ip: &str, seq: u64, rows: usize) -> Vec<u8> {
     let body = format!(
@@ -119,6 +127,16 @@ mod tests {
         let event: Value = serde_json::from_slice(&predict("t.o.k", "10.9.0.1", 7)).unwrap();
         assert_eq!(event["headers"]["authorization"], "Bearer t.o.k");
         assert_eq!(event["requestContext"]["http"]["sourceIp"], "10.9.0.1");
+        assert_eq!(event["rawPath"], "/predict");
+    }
+
+    #[test]
+    fn a_predict_event_can_carry_another_models_row() {
+        let body = r#"{"data": [0.5, -1.25]}"#;
+        let event: Value =
+            serde_json::from_slice(&predict_with_body("t.o.k", "10.9.0.1", 7, body)).unwrap();
+        assert_eq!(event["headers"]["authorization"], "Bearer t.o.k");
+        assert_eq!(event["body"], body);
         assert_eq!(event["rawPath"], "/predict");
     }
 

@@ -71,6 +71,11 @@ enum Command {
         /// `predict-patched=/tmp/patched/target/release/predict` (result `coldstart-LABEL`).
         #[arg(long = "variant", value_parser = parse_variant)]
         variants: Vec<(String, PathBuf)>,
+        /// The `POST /predict` body of a variant built with another model, as `LABEL=FILE`
+        /// (a JSON file), e.g. `predict-gbm=target/model-bench/gbm-predict.json`; the others
+        /// send `events/predict.json`'s Iris row.
+        #[arg(long = "request", value_parser = parse_variant)]
+        requests: Vec<(String, PathBuf)>,
         #[command(flatten)]
         conditions: ConditionArgs,
         #[arg(long)]
@@ -200,6 +205,43 @@ fn parse_variant(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// The binaries of a cold-start series: the function's, then each variant with its request
+/// body if `requests` gives one. A request for no variant is an error (a mistyped label would
+/// otherwise send the Iris row to another model).
+fn cold_binaries(
+    function: function::Kind,
+    binary: PathBuf,
+    variants: Vec<(String, PathBuf)>,
+    requests: &[(String, PathBuf)],
+) -> Result<Vec<scenarios::ColdBinary>, Error> {
+    if let Some((label, _)) = requests
+        .iter()
+        .find(|(label, _)| !variants.iter().any(|(v, _)| v == label))
+    {
+        return Err(format!("--request {label}=...: no --variant is labelled {label}").into());
+    }
+    let mut binaries = vec![scenarios::ColdBinary {
+        label: function.name().to_owned(),
+        path: binary,
+        predict_body: None,
+    }];
+    for (label, path) in variants {
+        let predict_body = match requests.iter().find(|(l, _)| *l == label) {
+            Some((_, file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+            ),
+            None => None,
+        };
+        binaries.push(scenarios::ColdBinary {
+            label,
+            path,
+            predict_body,
+        });
+    }
+    Ok(binaries)
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -227,20 +269,20 @@ async fn run(command: Command) -> Result<(), Error> {
             binary,
             runs,
             variants,
+            requests,
             conditions,
             out,
         } => {
             let stack = stack::Stack::from_env()?;
-            let Some(conditions) = conditions.set_up(&stack, &out).await? else {
-                return Ok(());
-            };
             let binary = match (function, binary) {
                 (function::Kind::Null | function::Kind::RuntimeNull, _) => std::env::current_exe()?,
                 (_, Some(binary)) => binary,
                 (_, None) => return Err("--binary is required".into()),
             };
-            let mut binaries = vec![(function.name().to_owned(), binary)];
-            binaries.extend(variants);
+            let binaries = cold_binaries(function, binary, variants, &requests)?;
+            let Some(conditions) = conditions.set_up(&stack, &out).await? else {
+                return Ok(());
+            };
             let results = scenarios::coldstart(
                 &stack,
                 function,

@@ -1,5 +1,6 @@
 //! What each scenario writes to the results directory (one JSON file each) and the report reads.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -138,6 +139,58 @@ pub struct Calls {
     pub policy: String,
     pub rows: Vec<CallsRow>,
     pub command: String,
+}
+
+/// `scripts/model_bench.sh`'s document (`model-bench.json`): large tree ensembles timed by this
+/// project's runtime (criterion medians) and by onnxruntime from Python (medians of timed
+/// blocks), on the same models and rows. The speedups it also carries are left unread: the
+/// report derives them from these figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelBench {
+    pub onnxruntime_version: String,
+    /// A `run()` of an Identity graph from Python: the call's own cost, ns.
+    pub onnxruntime_call_overhead_ns: OrtPools<f64>,
+    /// By short name (`gbm`, `rf`).
+    pub models: BTreeMap<String, ModelBenchModel>,
+}
+
+/// One value per onnxruntime thread setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrtPools<T> {
+    /// `intra_op_num_threads=1`.
+    pub threads_1: T,
+    /// onnxruntime's default pool (one thread per core).
+    pub threads_default: T,
+}
+
+/// One model of [`ModelBench`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelBenchModel {
+    /// What it is, in words (library, trees, depth, features).
+    pub model: String,
+    /// Our artifact (`model.bin`), bytes.
+    pub artifact_bytes: u64,
+    /// The ONNX file onnxruntime loads, bytes.
+    pub onnx_bytes: u64,
+    pub ours: OursTimes,
+    pub onnxruntime: OrtPools<OrtTimes>,
+}
+
+/// This project's runtime on one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OursTimes {
+    /// `Ensemble::from_bytes`, validation included: the init-time decode, µs.
+    pub decode_us: f64,
+    pub row_ns: f64,
+    pub batch_100_per_row_ns: f64,
+}
+
+/// onnxruntime on one model with one thread setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrtTimes {
+    pub session_create_ms: f64,
+    pub row_ns: f64,
+    pub batch_100_per_row_ns: f64,
 }
 
 pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Error> {

@@ -43,11 +43,20 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The event a function's first (and warm) requests carry: a real, successful request.
-fn real_request(kind: Kind, stack: &Stack, token: &str, ip: &str, seq: u64) -> Vec<u8> {
-    match kind {
-        Kind::Predict => events::predict(token, ip, seq),
-        Kind::Token => events::token(&stack.client_id, &stack.client_secret, ip, seq),
-        Kind::Null | Kind::RuntimeNull => events::empty(),
+/// `predict_body` replaces the Iris row of `POST /predict` (a build with another model).
+fn real_request(
+    kind: Kind,
+    stack: &Stack,
+    token: &str,
+    ip: &str,
+    seq: u64,
+    predict_body: Option<&str>,
+) -> Vec<u8> {
+    match (kind, predict_body) {
+        (Kind::Predict, Some(body)) => events::predict_with_body(token, ip, seq, body),
+        (Kind::Predict, None) => events::predict(token, ip, seq),
+        (Kind::Token, _) => events::token(&stack.client_id, &stack.client_secret, ip, seq),
+        (Kind::Null | Kind::RuntimeNull, _) => events::empty(),
     }
 }
 
@@ -102,13 +111,24 @@ pub async fn warmup_dynamodb(stack: &Stack, calls: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// One binary of a cold-start series.
+#[derive(Debug, Clone)]
+pub struct ColdBinary {
+    /// The series' name: the function's, or a variant's label (`predict-gbm`).
+    pub label: String,
+    pub path: PathBuf,
+    /// For a predict function built with another model: the `POST /predict` body its requests
+    /// carry instead of `events/predict.json`'s Iris row.
+    pub predict_body: Option<String>,
+}
+
 /// Cold starts: `runs` fresh processes of each binary, each invoked twice, then measured and
 /// killed. With several binaries (the repository's and variants of it) runs alternate, so that
 /// a noisy minute on the machine hits every binary alike.
 pub async fn coldstart(
     stack: &Stack,
     kind: Kind,
-    binaries: &[(String, PathBuf)],
+    binaries: &[ColdBinary],
     runs: usize,
     conditions: &Conditions,
     logs: &Path,
@@ -133,13 +153,14 @@ pub async fn coldstart(
     }
     let mut series: Vec<Series> = binaries.iter().map(|_| Series::default()).collect();
     for run in 0..runs {
-        for (b, ((name, binary), acc)) in binaries.iter().zip(&mut series).enumerate() {
+        for (b, (binary, acc)) in binaries.iter().zip(&mut series).enumerate() {
             let mut api = RuntimeApi::start(kind.name()).await?;
-            let label = format!("cold-{name}{}-{run:02}", conditions.suffix());
+            let label = format!("cold-{}{}-{run:02}", binary.label, conditions.suffix());
             let executable = Executable {
                 launcher: &launcher,
-                binary,
+                binary: &binary.path,
             };
+            let body = binary.predict_body.as_deref();
             let mut function = FunctionProcess::spawn_executable(
                 kind, executable, stack, &api, logs, &label, &overrides,
             )?;
@@ -148,13 +169,12 @@ pub async fn coldstart(
                 let poll = api.next_poll(STEP_TIMEOUT).await?;
                 let init_ms = ms(poll.at.saturating_duration_since(function.spawned_at));
                 let ip = events::ip(PHASE_COLD, i);
-                let event = real_request(kind, stack, &token, &ip, u64::from(i));
+                let event = real_request(kind, stack, &token, &ip, u64::from(i), body);
                 let one = api.deliver(poll, event, STEP_TIMEOUT).await?;
                 expect_ok(&one, kind)?;
                 let ip = events::ip(PHASE_COLD, i + 1);
-                let two = api
-                    .invoke(real_request(kind, stack, &token, &ip, 0), STEP_TIMEOUT)
-                    .await?;
+                let event = real_request(kind, stack, &token, &ip, 0, body);
+                let two = api.invoke(event, STEP_TIMEOUT).await?;
                 expect_ok(&two, kind)?;
                 // Idle again (blocked on /next): every byte it will ever need has been touched.
                 let _idle = api.next_poll(STEP_TIMEOUT).await?;
@@ -182,11 +202,11 @@ pub async fn coldstart(
     binaries
         .iter()
         .zip(series)
-        .map(|((name, binary), s)| {
+        .map(|(binary, s)| {
             Ok(ColdStart {
-                function: name.clone(),
-                binary: binary.display().to_string(),
-                binary_bytes: std::fs::metadata(binary).map_or(0, |m| m.len()),
+                function: binary.label.clone(),
+                binary: binary.path.display().to_string(),
+                binary_bytes: std::fs::metadata(&binary.path).map_or(0, |m| m.len()),
                 runs,
                 init_ms: summary(&s.init)?,
                 first_ms: summary(&s.first)?,

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::rejections::Rejections;
-use crate::results::{self, Calls, ColdStart, FreshProcess, Warm};
+use crate::results::{self, Calls, ColdStart, FreshProcess, ModelBench, Warm};
 
 mod calls;
 mod coldstart;
@@ -28,6 +28,7 @@ mod cost;
 mod cpu;
 mod format;
 mod machine;
+mod models;
 mod prices;
 mod sizes;
 mod summary;
@@ -94,6 +95,8 @@ pub(super) struct Inputs<'a> {
     rejections: Option<Rejections>,
     /// Why no cold start could run under a Lambda CPU share on this machine, if so.
     cpu_share_unavailable: Option<serde_json::Value>,
+    /// Large models next to onnxruntime (`scripts/model_bench.sh`).
+    model_bench: Option<ModelBench>,
 }
 
 impl<'a> Inputs<'a> {
@@ -115,6 +118,7 @@ impl<'a> Inputs<'a> {
                 .collect(),
             rejections: results::read(dir, "rejections"),
             cpu_share_unavailable: results::read(dir, "cpu-share-unavailable"),
+            model_bench: results::read(dir, "model-bench"),
         }
     }
 
@@ -154,11 +158,12 @@ pub(super) struct Section {
 }
 
 /// The sections, in the order of the page and of the summary table's rows.
-const SECTIONS: [fn(&Inputs<'_>) -> Section; 8] = [
+const SECTIONS: [fn(&Inputs<'_>) -> Section; 9] = [
     coldstart::section,
     coldstart_aws::section,
     warm::section,
     cpu::section,
+    models::section,
     sizes::section,
     calls::section,
     cost::section,
