@@ -48,18 +48,11 @@ mkdir -p "$LOG_DIR/functions"
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 on_exit() {
-    local rc="$1" f
+    local rc="$1"
     print_timings
-    if [[ "$rc" != 0 ]]; then
-        for f in "$LOG_DIR/gateway.log" "$LOG_DIR"/functions/*; do
-            [[ -s "$f" ]] || continue
-            printf '\n--- last lines of %s ---\n' "${f#"$SMLA_ROOT"/}" >&2
-            tail -n 20 "$f" >&2
-        done
-        printf '\narm64_smoke.sh: FAILED (exit %s); logs in %s\n' "$rc" "${LOG_DIR#"$SMLA_ROOT"/}" >&2
-    else
-        printf '\narm64_smoke.sh: the arm64 bootstraps passed the smoke test under emulation\n' >&2
-    fi
+    [[ "$rc" == 0 ]] || print_log_tails 20 "$LOG_DIR/gateway.log" "$LOG_DIR"/functions/*
+    print_verdict "$rc" arm64_smoke.sh "the arm64 bootstraps passed the smoke test under emulation" \
+        "logs in ${LOG_DIR#"$SMLA_ROOT"/}"
 }
 smla_init_cleanup on_exit
 SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")

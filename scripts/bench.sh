@@ -77,11 +77,8 @@ on_exit() {
         cp -r "$RESULTS/." "$KEEP_DIR/" 2>/dev/null || true
         cp "$RUN_DIR"/*.log "$KEEP_DIR/" 2>/dev/null || true
     fi
-    if [[ "$rc" == 0 ]]; then
-        printf '\nbench.sh: done; report in %s, raw results in %s\n' "$OUT" "$KEEP_DIR" >&2
-    else
-        printf '\nbench.sh: FAILED (exit %s); raw results and logs in %s\n' "$rc" "$KEEP_DIR" >&2
-    fi
+    print_verdict "$rc" bench.sh "done; report in $OUT, raw results in $KEEP_DIR" \
+        "raw results and logs in $KEEP_DIR"
 }
 smla_init_cleanup on_exit
 SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")

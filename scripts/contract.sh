@@ -74,10 +74,9 @@ on_exit() {
     if [[ "$1" != 0 && -s "$RUN_DIR/watch.log" ]]; then
         mkdir -p "$REPORT_DIR"
         cp "$RUN_DIR/watch.log" "$REPORT_DIR/watch.log"
-        printf '\n--- last lines of the contract watch log (full log: %s) ---\n' "$REPORT_DIR/watch.log" >&2
-        tail -n 30 "$RUN_DIR/watch.log" >&2
+        print_log_tails 30 "$REPORT_DIR/watch.log"
     fi
-    if [[ "$1" == 0 ]]; then printf '\ncontract.sh: passed\n' >&2; else printf '\ncontract.sh: FAILED (exit %s)\n' "$1" >&2; fi
+    print_verdict "$1" contract.sh passed
 }
 smla_init_cleanup on_exit
 SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")

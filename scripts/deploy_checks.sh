@@ -49,7 +49,7 @@ unset AWS_ENDPOINT_URL_DYNAMODB
 # shellcheck disable=SC2317 # called from the EXIT trap
 on_exit() {
     print_timings
-    if [[ "$1" == 0 ]]; then printf '\ndeploy_checks.sh: all checks passed\n' >&2; else printf '\ndeploy_checks.sh: FAILED (exit %s)\n' "$1" >&2; fi
+    print_verdict "$1" deploy_checks.sh "all checks passed"
 }
 smla_init_cleanup on_exit
 

@@ -60,11 +60,7 @@ on_exit() {
         printf '\n%-16s %10s %8s %7s %7s %7s  %s\n' target runs exec/s cov ft corpus result >&2
         for line in "${SUMMARY[@]}"; do printf '%s\n' "$line" >&2; done
     fi
-    if [[ "$1" == 0 ]]; then
-        printf '\nfuzz.sh: no failure in %s target(s), %ss each\n' "${#targets[@]}" "$SECONDS_PER_TARGET" >&2
-    else
-        printf '\nfuzz.sh: FAILED (exit %s)\n' "$1" >&2
-    fi
+    print_verdict "$1" fuzz.sh "no failure in ${#targets[@]} target(s), ${SECONDS_PER_TARGET}s each"
 }
 smla_init_cleanup on_exit
 

@@ -71,6 +71,28 @@ print_timings() {
     printf '%s\n' "${SMLA_STAGES[@]}" >&2
 }
 
+# print_log_tails LINES FILE...: for a failed run's EXIT trap, the last LINES lines of each
+# non-empty FILE, each under a header naming it (relative to the repository).
+print_log_tails() {
+    local lines="$1" f
+    shift
+    for f in "$@"; do
+        [[ -s "$f" ]] || continue
+        printf '\n--- last lines of %s ---\n' "${f#"$SMLA_ROOT"/}" >&2
+        tail -n "$lines" "$f" >&2
+    done
+}
+
+# print_verdict RC SCRIPT PASSED_TEXT [WHERE]: the last line of SCRIPT's EXIT trap: PASSED_TEXT
+# when RC is 0, else FAILED with the exit status (and WHERE, e.g. "logs in DIR").
+print_verdict() {
+    if [[ "$1" == 0 ]]; then
+        printf '\n%s: %s\n' "$2" "$3" >&2
+    else
+        printf '\n%s: FAILED (exit %s)%s\n' "$2" "$1" "${4:+; $4}" >&2
+    fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # Processes and cleanup
 

@@ -70,16 +70,9 @@ stop_session() {
 on_exit() {
     local rc="$1"
     print_timings
-    if [[ "$rc" != 0 ]]; then
-        for f in "$OUT_DIR"/*.log "$OUT_DIR"/functions-*/*; do
-            [[ -s "$f" ]] || continue
-            printf '\n--- last lines of %s ---\n' "${f#"$SMLA_ROOT"/}" >&2
-            tail -n 15 "$f" >&2
-        done
-        printf '\nmodel_e2e.sh: FAILED (exit %s); logs in %s\n' "$rc" "${OUT_DIR#"$SMLA_ROOT"/}" >&2
-    else
-        printf '\nmodel_e2e.sh: every model answered over HTTP as its library does\n' >&2
-    fi
+    [[ "$rc" == 0 ]] || print_log_tails 15 "$OUT_DIR"/*.log "$OUT_DIR"/functions-*/*
+    print_verdict "$rc" model_e2e.sh "every model answered over HTTP as its library does" \
+        "logs in ${OUT_DIR#"$SMLA_ROOT"/}"
 }
 smla_init_cleanup on_exit
 SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'" restore_build)

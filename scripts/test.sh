@@ -62,20 +62,15 @@ LOG_DIR="$SMLA_ROOT/target/test-logs" # survives the run, for reading after a fa
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 on_exit() {
-    local rc="$1" f
+    local rc="$1"
     print_timings
     if [[ "$rc" != 0 ]]; then
+        rm -rf "$LOG_DIR"
         mkdir -p "$LOG_DIR"
-        for f in dynamodb watch watch-2; do
-            [[ -s "$RUN_DIR/$f.log" ]] || continue
-            cp "$RUN_DIR/$f.log" "$LOG_DIR/$f.log"
-            printf '\n--- last lines of %s.log (full log: %s) ---\n' "$f" "$LOG_DIR/$f.log" >&2
-            tail -n 40 "$RUN_DIR/$f.log" >&2
-        done
-        printf '\ntest.sh: FAILED (exit %s)\n' "$rc" >&2
-    else
-        printf '\ntest.sh: all stages passed\n' >&2
+        cp "$RUN_DIR"/{dynamodb,watch,watch-2}.log "$LOG_DIR/" 2>/dev/null || true
+        print_log_tails 40 "$LOG_DIR"/{dynamodb,watch,watch-2}.log
     fi
+    print_verdict "$rc" test.sh "all stages passed" "full logs in ${LOG_DIR#"$SMLA_ROOT"/}"
 }
 smla_init_cleanup on_exit
 SMLA_CLEANUP_HOOKS+=("rm -rf '$RUN_DIR'")
