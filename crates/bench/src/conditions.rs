@@ -86,13 +86,18 @@ impl Conditions {
         };
         let mut env = stack.function_env(Kind::Predict, "127.0.0.1:9");
         set(&mut env, "AWS_ENDPOINT_URL_DYNAMODB", tls.endpoint());
-        let without = fresh_process_run(&env, &[], "bench#trust-without").await?;
+        // Keys of their own per check: the write is the limiter's FRESH write, which a key
+        // another check wrote a moment ago would refuse.
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let without = fresh_process_run(&env, &[], &format!("bench#trust-without-{nonce}")).await?;
         set(
             &mut env,
             "SSL_CERT_FILE",
             tls.trust_file().display().to_string(),
         );
-        let with = fresh_process_run(&env, &[], "bench#trust-with").await?;
+        let with = fresh_process_run(&env, &[], &format!("bench#trust-with-{nonce}")).await?;
         if without.first_outcome == "ok" || with.first_outcome != "ok" {
             return Err(format!(
                 "the function does not trust the TLS front through SSL_CERT_FILE alone: without it {}, with it {}",
