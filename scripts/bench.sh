@@ -144,7 +144,8 @@ fi
 # DynamoDB Local has stopped. The gradient-boosted one is also a model directory to build the
 # predict function with.
 MODEL_BENCH_DIR="$(cargo_target_dir)/model-bench"
-MODEL_BENCH_CMD="scripts/model_bench.sh --measure$($quick && echo ' --quick')"
+MODEL_BENCH_CMD="scripts/model_bench.sh --measure"
+if $quick; then MODEL_BENCH_CMD+=" --quick"; fi
 stage_begin "build: large models (model_bench.sh --prepare)"
 if run_step scripts/model_bench.sh --prepare; then stage_end; else
     stage_end "FAILED"
