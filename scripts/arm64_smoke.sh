@@ -123,16 +123,10 @@ export_stack_env "$DDB_PORT" "$GATEWAY_PORT" "smla-arm64-$suffix-rate-limits" "s
 export TOKEN_ISSUER="urn:secure-ml-api:smla-arm64-smoke"
 create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
 generate_keys "$ADMIN_BIN"
-(umask 077 && : >"$RUN_DIR/client.json")
-run_step "$ADMIN_BIN" client create --name arm64-smoke --scopes "predict predict:proba" --json \
-    >"$RUN_DIR/client.json" || die "admin client create failed"
-read -r client_id client_secret < <("$VENV/bin/python" -c 'import json, sys
-c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$RUN_DIR/client.json") ||
-    die "cannot read the client from admin client create"
+create_client "$RUN_DIR/client.json" "$ADMIN_BIN" -- --name arm64-smoke --scopes "predict predict:proba"
 # Through the environment, never a command line (`ps` shows those). smla-bench reads the stack's
 # client as BENCH_CLIENT_*; smoke.sh as CLIENT_*.
-export CLIENT_ID="$client_id" CLIENT_SECRET="$client_secret"
-export BENCH_CLIENT_ID="$client_id" BENCH_CLIENT_SECRET="$client_secret"
+export CLIENT_ID CLIENT_SECRET BENCH_CLIENT_ID="$CLIENT_ID" BENCH_CLIENT_SECRET="$CLIENT_SECRET"
 stage_end
 
 stage_begin "bootstraps init (qemu-aarch64)"

@@ -211,12 +211,9 @@ export_stack_env "$DDB_PORT" 0 "smla-bench-$suffix-rate-limits" "smla-bench-$suf
 export TOKEN_ISSUER="urn:secure-ml-api:smla-bench" # the template's form
 create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
 generate_keys
-run_step cargo run -q -p admin -- client create --name bench --json >"$RUN_DIR/client.json" ||
-    die "'admin client create' failed"
-BENCH_CLIENT_ID="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$RUN_DIR/client.json")"
-BENCH_CLIENT_SECRET="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"])' "$RUN_DIR/client.json")"
+create_client "$RUN_DIR/client.json" cargo run -q -p admin -- -- --name bench
 rm -f "$RUN_DIR/client.json"
-export BENCH_CLIENT_ID BENCH_CLIENT_SECRET
+export BENCH_CLIENT_ID="$CLIENT_ID" BENCH_CLIENT_SECRET="$CLIENT_SECRET"
 stage_end
 
 # ---------------------------------------------------------------------------------------------

@@ -123,12 +123,7 @@ if [[ "$mode" == watch ]]; then
     stage_end
     if [[ -z "${CLIENT_ID:-}" || -z "${CLIENT_SECRET:-}" ]]; then
         stage_begin "client (admin client create)"
-        (umask 077 && : >"$RUN_DIR/client.json")
-        run_step "$admin_bin" client create --name contract --scopes "predict predict:proba" --json \
-            >"$RUN_DIR/client.json" || die "'admin client create' failed"
-        read -r CLIENT_ID CLIENT_SECRET < <("$VENV/bin/python" -c 'import json, sys
-c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$RUN_DIR/client.json") ||
-            die "could not read client_id/client_secret from the admin output"
+        create_client "$RUN_DIR/client.json" "$admin_bin" -- --name contract --scopes "predict predict:proba"
         stage_end
     fi
 fi

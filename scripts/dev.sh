@@ -61,15 +61,7 @@ fi
 
 log "demo client"
 client_json="$DEV_DIR/demo-client.json"
-(umask 077 && : >"$client_json")
-run_step cargo run -q -p admin -- client create --name demo --tier free \
-    --scopes "predict predict:proba" --json >"$client_json" ||
-    die "'cargo run -p admin -- client create' failed"
-read -r CLIENT_ID CLIENT_SECRET < <("$VENV/bin/python" -c '
-import json, sys
-c = json.load(open(sys.argv[1]))
-print(c["client_id"], c["client_secret"])' "$client_json") ||
-    die "could not read client_id/client_secret from the admin output ($client_json)"
+create_client "$client_json" cargo run -q -p admin -- -- --name demo --tier free --scopes "predict predict:proba"
 # The same for a shell, exported for what it starts (README's Python client): `. .dev/demo-client.env`.
 write_client_env "$client_json" "$DEV_DIR/demo-client.env" || die "could not write $DEV_DIR/demo-client.env"
 

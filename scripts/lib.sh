@@ -328,6 +328,25 @@ write_function_env() {
     done
 }
 
+# create_client JSON ADMIN... -- ARGS...: `ADMIN client create ARGS --json` into JSON (mode
+# 0600), then CLIENT_ID and CLIENT_SECRET set from it (not exported: the caller exports them to
+# what needs them, under the names it reads). The last `--` ends ADMIN, so ADMIN may hold one
+# of its own (`cargo run -q -p admin -- -- --name demo`).
+create_client() {
+    local json="$1" words=() cut=-1 i
+    shift
+    words=("$@")
+    for i in "${!words[@]}"; do [[ "${words[i]}" != -- ]] || cut=$i; done
+    ((cut > 0)) || die "create_client: no -- after the admin command"
+    (umask 077 && : >"$json")
+    run_step "${words[@]:0:cut}" client create "${words[@]:cut+1}" --json >"$json" ||
+        die "'admin client create' failed"
+    # shellcheck disable=SC2034 # read by the caller
+    read -r CLIENT_ID CLIENT_SECRET < <("$VENV/bin/python" -c 'import json, sys
+c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$json") ||
+        die "could not read client_id/client_secret from the admin output ($json)"
+}
+
 # write_client_env JSON ENV: the client in JSON (as `admin client create --json` prints it) as
 # `export CLIENT_ID=…` and `export CLIENT_SECRET=…` lines in ENV (mode 0600), for `. ENV`.
 # Ids and secrets are URL-safe, so single quotes hold them as they are.

@@ -137,15 +137,9 @@ export_stack_env "$DDB_PORT" 0 "smla-e2e-$suffix-rate-limits" "smla-e2e-$suffix-
 export TOKEN_ISSUER="urn:secure-ml-api:smla-model-e2e"
 create_tables "$AWS_ENDPOINT_URL_DYNAMODB" RateLimitTable="$RATE_LIMIT_TABLE" ClientsTable="$CLIENTS_TABLE"
 generate_keys "$ADMIN_BIN"
-(umask 077 && : >"$RUN_DIR/client.json")
-run_step "$ADMIN_BIN" client create --name model-e2e --tier free --scopes "predict predict:proba" --json \
-    >"$RUN_DIR/client.json" || die "admin client create failed"
-read -r client_id client_secret < <("$VENV/bin/python" -c 'import json, sys
-c = json.load(open(sys.argv[1])); print(c["client_id"], c["client_secret"])' "$RUN_DIR/client.json") ||
-    die "cannot read the client from admin client create"
+create_client "$RUN_DIR/client.json" "$ADMIN_BIN" -- --name model-e2e --tier free --scopes "predict predict:proba"
 # Through the environment, never a command line: smla-bench reads BENCH_CLIENT_*, the checks CLIENT_*.
-export CLIENT_ID="$client_id" CLIENT_SECRET="$client_secret"
-export BENCH_CLIENT_ID="$client_id" BENCH_CLIENT_SECRET="$client_secret"
+export CLIENT_ID CLIENT_SECRET BENCH_CLIENT_ID="$CLIENT_ID" BENCH_CLIENT_SECRET="$CLIENT_SECRET"
 stage_end
 
 env_args=()
