@@ -74,6 +74,13 @@ impl Stores {
 }
 
 impl Stores {
+    /// The stored private key set; none stored yet is an error naming where it was looked for.
+    async fn existing_keys(&self) -> Result<KeySet, AdminError> {
+        self.keys.load().await?.ok_or_else(|| AdminError::NoKeySet {
+            location: self.keys.location(),
+        })
+    }
+
     async fn publish_jwks(
         &self,
         set: &KeySet,
@@ -114,13 +121,7 @@ pub async fn generate(
 }
 
 pub async fn rotate(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
-    let mut set = stores
-        .keys
-        .load()
-        .await?
-        .ok_or_else(|| AdminError::NoKeySet {
-            location: stores.keys.location(),
-        })?;
+    let mut set = stores.existing_keys().await?;
     let before: Vec<String> = set.keys.iter().map(|k| k.kid.clone()).collect();
     let now = unix_now();
     let kid = set.rotate(now, stores.retention)?;
@@ -146,13 +147,7 @@ pub async fn rotate(stores: &Stores, out: &mut impl Write) -> Result<(), AdminEr
 /// at their next JWKS read — the first token the fresh key signs causes one, and none reads
 /// older than 5 minutes.
 pub async fn revoke(stores: &Stores, kid: &str, out: &mut impl Write) -> Result<(), AdminError> {
-    let mut set = stores
-        .keys
-        .load()
-        .await?
-        .ok_or_else(|| AdminError::NoKeySet {
-            location: stores.keys.location(),
-        })?;
+    let mut set = stores.existing_keys().await?;
     let now = unix_now();
     let active = set.revoke(kid, now, stores.retention)?;
     stores.publish(&set, now, out).await?;
@@ -170,24 +165,12 @@ pub async fn revoke(stores: &Stores, kid: &str, out: &mut impl Write) -> Result<
 /// Writes the public JWKS of the current key set again (a local DynamoDB Local starts empty;
 /// on AWS, a JWKS item lost with a re-created table).
 pub async fn publish(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
-    let set = stores
-        .keys
-        .load()
-        .await?
-        .ok_or_else(|| AdminError::NoKeySet {
-            location: stores.keys.location(),
-        })?;
+    let set = stores.existing_keys().await?;
     stores.publish_jwks(&set, unix_now(), out).await
 }
 
 pub async fn jwks(stores: &Stores, out: &mut impl Write) -> Result<(), AdminError> {
-    let set = stores
-        .keys
-        .load()
-        .await?
-        .ok_or_else(|| AdminError::NoKeySet {
-            location: stores.keys.location(),
-        })?;
+    let set = stores.existing_keys().await?;
     let jwks = set.public_jwks(unix_now(), stores.retention);
     writeln!(
         out,
@@ -298,6 +281,26 @@ mod tests {
             stores.keys.load().await.unwrap().unwrap().keys[0].kid,
             first
         );
+    }
+
+    #[tokio::test]
+    async fn every_command_that_needs_keys_names_where_none_were_found() {
+        let dir = TempDir::new();
+        let stores = stores(&dir);
+        let location = stores.keys.location();
+        let results = [
+            rotate(&stores, &mut Vec::new()).await,
+            revoke(&stores, "some-kid", &mut Vec::new()).await,
+            publish(&stores, &mut Vec::new()).await,
+            jwks(&stores, &mut Vec::new()).await,
+        ];
+        for result in results {
+            assert!(
+                matches!(&result, Err(AdminError::NoKeySet { location: l }) if *l == location),
+                "{result:?}"
+            );
+        }
+        assert!(!dir.0.join("jwks.json").exists(), "nothing was published");
     }
 
     #[tokio::test]

@@ -312,6 +312,24 @@ fn feature_count(
     Ok(n as u32)
 }
 
+/// `nodes_featureids[i]` as a feature index: within `0..MAX_FEATURES`, else an error naming the
+/// attribute, the value and `node`.
+fn feature_id(
+    featureids: &[i64],
+    i: usize,
+    node: &impl std::fmt::Display,
+) -> Result<u32, ImportError> {
+    u32::try_from(featureids[i])
+        .ok()
+        .filter(|&f| (f as usize) < MAX_FEATURES)
+        .ok_or_else(|| {
+            ImportError::Invalid(format!(
+                "`nodes_featureids[{i}]` = {} is out of range on node {node}",
+                featureids[i]
+            ))
+        })
+}
+
 fn parse_mode(mode: &str) -> Option<Option<Mode>> {
     Some(match mode {
         "BRANCH_LEQ" => Some(Mode::Leq),
@@ -537,15 +555,7 @@ impl LegacyBuild<'_, '_> {
                 nodes.nodeids[i]
             )));
         }
-        let feature = u32::try_from(nodes.featureids[i])
-            .ok()
-            .filter(|&f| (f as usize) < MAX_FEATURES)
-            .ok_or_else(|| {
-                ImportError::Invalid(format!(
-                    "`nodes_featureids[{i}]` = {} is out of range on node {node}",
-                    nodes.featureids[i]
-                ))
-            })?;
+        let feature = feature_id(nodes.featureids, i, &node)?;
         self.max_feature = self.max_feature.max(Some(feature));
         let mut child = |id: i64, name: &str| -> Result<u32, ImportError> {
             let target = match self.index.get(&(tree, id)) {
@@ -895,15 +905,7 @@ impl<'a> OpsetNodes<'a> {
                 "`nodes_splits[{i}]` is NaN on node {label}"
             )));
         }
-        let feature = u32::try_from(self.featureids[i])
-            .ok()
-            .filter(|&f| (f as usize) < MAX_FEATURES)
-            .ok_or_else(|| {
-                ImportError::Invalid(format!(
-                    "`nodes_featureids[{i}]` = {} is out of range on node {label}",
-                    self.featureids[i]
-                ))
-            })?;
+        let feature = feature_id(self.featureids, i, label)?;
         let mut children = [0u32; 2];
         for (c, (ids, leafs, name)) in [
             (self.truenodeids, self.trueleafs, "nodes_truenodeids"),

@@ -481,6 +481,38 @@ mod refuses {
     }
 
     #[test]
+    fn a_feature_id_out_of_range() {
+        let attrs = replace(
+            classifier_attributes(),
+            ints("nodes_featureids", &[-1, 0, 0]),
+        );
+        assert_mentions(
+            &classifier(attrs),
+            &["`nodes_featureids[0]` = -1 is out of range"],
+        );
+        let le_f32 = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let attrs = vec![
+            ints("tree_roots", &[0]),
+            ints("nodes_featureids", &[1 << 40]),
+            tensor("nodes_modes", DataType::Uint8, vec![1]),
+            tensor("nodes_splits", DataType::Float, le_f32(&[0.25])),
+            ints("nodes_truenodeids", &[0]),
+            ints("nodes_trueleafs", &[1]),
+            ints("nodes_falsenodeids", &[1]),
+            ints("nodes_falseleafs", &[1]),
+            ints("leaf_targetids", &[0, 0]),
+            tensor("leaf_weights", DataType::Float, le_f32(&[3.0, 4.0])),
+            int("n_targets", 1),
+            int("aggregate_function", 1),
+        ];
+        let graph = model(vec![node("TreeEnsemble", &["X"], &["Y"], attrs)], &["Y"], 5);
+        assert_mentions(
+            &graph,
+            &["`nodes_featureids[0]` = 1099511627776 is out of range"],
+        );
+    }
+
+    #[test]
     fn a_class_id_out_of_range() {
         let attrs = replace(classifier_attributes(), ints("class_ids", &[0, 3]));
         assert_mentions(
