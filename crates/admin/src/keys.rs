@@ -8,7 +8,7 @@ use std::io::Write;
 use secure_ml_core::auth::store::{JwksStore, KeySetStore};
 use secure_ml_core::auth::token::{lifetime_from_vars, unix_now};
 use secure_ml_core::auth::{JwksSource, KeySet, KeySetSource, key_retention_seconds};
-use secure_ml_core::aws::{Aws, DynamoSettings};
+use secure_ml_core::aws::{Aws, DynamoSettings, Trust};
 use secure_ml_core::config::{self, ConfigError, Vars};
 
 use crate::error::AdminError;
@@ -39,7 +39,7 @@ impl Stores {
         }
         let retention = key_retention_seconds(lifetime_from_vars(vars)?);
         let jwks_source = JwksSource::from_vars(vars)?;
-        let aws = Aws::load(&DynamoSettings::from_vars(vars)?).await;
+        let aws = Aws::load(&DynamoSettings::from_vars(vars)?, &Trust::Platform).await;
         Ok(Self {
             keys: KeySetStore::new(key_source, aws.sdk()),
             jwks: JwksStore::new(jwks_source, aws.dynamodb()),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use secure_ml_core::auth::token::unix_now;
 use secure_ml_core::auth::{KeySet, SCOPE_PREDICT, Tier, TokenIssuer, TokenSettings};
-use secure_ml_core::aws::{Aws, DynamoSettings};
+use secure_ml_core::aws::{Aws, DynamoSettings, Trust};
 use secure_ml_core::config::{self, Program, Vars};
 
 use crate::Error;
@@ -127,8 +127,11 @@ fn own(env: Vec<(&str, String)>) -> Vec<(String, String)> {
 }
 
 /// A DynamoDB client built exactly as the functions build theirs (same helper, the contract's
-/// timeouts and retries); endpoint, region and credentials from this process's environment.
+/// timeouts and retries, the same trusted roots); endpoint, region, credentials and
+/// `SSL_CERT_FILE` from this process's environment.
 pub async fn dynamodb() -> Result<aws_sdk_dynamodb::Client, Error> {
-    let settings = DynamoSettings::from_vars(&Vars::default())?;
-    Ok(Aws::load(&settings).await.dynamodb().clone())
+    let vars = Vars::default();
+    let settings = DynamoSettings::from_vars(&vars)?;
+    let trust = Trust::from_vars(&Vars::from_env())?;
+    Ok(Aws::load(&settings, &trust).await.dynamodb().clone())
 }

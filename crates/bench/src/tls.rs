@@ -9,12 +9,12 @@
 //!
 //! The chain has the shape of DynamoDB's own (an RSA-2048 leaf signed by an intermediate
 //! under a root in the trust store), made at run time by [`TlsFront::start`] and thrown away
-//! with the run. The function trusts it the way it trusts AWS: the SDK's rustls client loads
-//! its roots with `rustls-native-certs`, which reads `SSL_CERT_FILE` when it is set and the
-//! platform store otherwise. So [`TlsFront::trust_file`] is the machine's CA bundle with the
-//! throwaway root appended: the client parses as many roots at init as it does on Lambda
-//! (al2023's bundle), not one. The endpoint's host is `localhost`, so the name is resolved
-//! through the resolver as an AWS endpoint's is.
+//! with the run. The function trusts it the way it trusts AWS: its HTTPS client trusts the
+//! Amazon Trust Services roots built in, or the bundle `SSL_CERT_FILE` names instead
+//! (`secure_ml_core::aws::Trust`). So [`TlsFront::trust_file`] is those roots with the throwaway
+//! root appended: the client parses as many roots at init as it does on Lambda, plus one. The
+//! endpoint's host is `localhost`, so the name is resolved through the resolver as an AWS
+//! endpoint's is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,21 +30,15 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::Error;
+use secure_ml_core::aws::AMAZON_TRUST_SERVICES_PEM;
 
-/// Where Linux distributions keep the CA bundle (Debian/Ubuntu, then Amazon Linux/RHEL).
-const SYSTEM_BUNDLES: [&str; 2] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-];
+use crate::Error;
 
 /// The running terminator. Dropping it stops accepting connections.
 #[derive(Debug)]
 pub struct TlsFront {
     port: u16,
     trust_file: PathBuf,
-    /// The system bundle the trust file starts with, if one was found.
-    pub system_bundle: Option<String>,
     accept: JoinHandle<()>,
 }
 
@@ -66,15 +60,7 @@ impl TlsFront {
         let chain = Chain::generate()?;
         std::fs::create_dir_all(dir)?;
         let trust_file = dir.join("ca-bundle.pem");
-        let system_bundle = SYSTEM_BUNDLES.into_iter().find(|p| Path::new(p).is_file());
-        let mut bundle = match system_bundle {
-            Some(path) => std::fs::read_to_string(path)?,
-            None => String::new(),
-        };
-        if !bundle.is_empty() && !bundle.ends_with('\n') {
-            bundle.push('\n');
-        }
-        bundle.push_str(&chain.root_pem);
+        let bundle = format!("{AMAZON_TRUST_SERVICES_PEM}{}", chain.root_pem);
         std::fs::write(&trust_file, bundle)?;
 
         let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
@@ -96,7 +82,6 @@ impl TlsFront {
         Ok(Self {
             port,
             trust_file,
-            system_bundle: system_bundle.map(str::to_owned),
             accept,
         })
     }

@@ -59,7 +59,7 @@ pub enum Presence {
     /// Exactly one of this variable and the named one is set: the AWS resource (on AWS) or a
     /// local file (the local stack).
     OneOf(&'static str),
-    /// May be unset (local development only).
+    /// May be unset; unset means the behaviour its meaning describes.
     Optional,
 }
 
@@ -237,6 +237,12 @@ var!(
     true,
     "DynamoDB endpoint: DynamoDB Local; unset on AWS"
 );
+var!(
+    SSL_CERT_FILE,
+    FUNCTIONS,
+    Presence::Optional,
+    "PEM bundle of the certificate authorities the functions trust instead of the Amazon Trust Services roots built in (an endpoint under another CA, such as a TLS proxy or DynamoDB Local behind TLS)"
+);
 
 /// The contract: every variable any program of this project reads.
 pub const VARIABLES: &[&Var] = &[
@@ -261,6 +267,7 @@ pub const VARIABLES: &[&Var] = &[
     &REJECTION_WINDOW_SECONDS,
     &RUST_LOG,
     &AWS_ENDPOINT_URL_DYNAMODB,
+    &SSL_CERT_FILE,
 ];
 
 /// What the Lambda service itself sets for every function (region and the execution role's

@@ -4,7 +4,7 @@
 mod handler;
 
 use secure_ml_core::auth::{Verifier, VerifierConfig};
-use secure_ml_core::aws::Aws;
+use secure_ml_core::aws::{Aws, Trust};
 use secure_ml_core::config::Vars;
 use secure_ml_core::frame::Frame;
 use secure_ml_core::model::ServedModel;
@@ -28,7 +28,8 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let verifier_config = VerifierConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let limits = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let frame = Frame::from_vars(vars).map_err(|e| e.to_string())?;
-    let aws = Aws::load(&limits.dynamo).await;
+    let trust = Trust::from_vars(vars).map_err(|e| e.to_string())?;
+    let aws = Aws::load(&limits.dynamo, &trust).await;
     // The public keys are an item of the rate-limit table: reading them also proves the table
     // exists (a missing one fails init, naming it) and opens the connection requests will use.
     let verifier = Verifier::load(verifier_config, aws.dynamodb())

@@ -6,7 +6,7 @@ mod handler;
 
 use secure_ml_core::auth::store::KeySetStore;
 use secure_ml_core::auth::{ClientRegistry, KeySetSource, SigningKeys, TokenSettings};
-use secure_ml_core::aws::{Aws, DynamoSettings, check_table};
+use secure_ml_core::aws::{Aws, DynamoSettings, Trust, check_table};
 use secure_ml_core::config::{self, Vars};
 use secure_ml_core::frame::Frame;
 use secure_ml_core::ratelimit::{RateLimitConfig, RateLimiter};
@@ -24,7 +24,9 @@ async fn init(vars: &Vars) -> Result<handler::Deps, String> {
     let key_source = KeySetSource::from_vars(vars).map_err(|e| e.to_string())?;
     let limits = RateLimitConfig::from_vars(vars).map_err(|e| e.to_string())?;
     let frame = Frame::from_vars(vars).map_err(|e| e.to_string())?;
-    let aws = Aws::load(&DynamoSettings::from_vars(vars).map_err(|e| e.to_string())?).await;
+    let dynamo = DynamoSettings::from_vars(vars).map_err(|e| e.to_string())?;
+    let trust = Trust::from_vars(vars).map_err(|e| e.to_string())?;
+    let aws = Aws::load(&dynamo, &trust).await;
     let registry =
         ClientRegistry::from_vars(aws.dynamodb().clone(), vars).map_err(|e| e.to_string())?;
     // Fail the cold start, not the first request, if the crypto backend is unusable.
