@@ -113,19 +113,18 @@ fn write_details(out: &mut String, all: &[Series<'_>], inputs: &Inputs<'_>) {
     let _ = writeln!(
         out,
         "The cold starts above reach DynamoDB Local over plain HTTP on a whole core. Here the \
-         function reaches it through a TLS terminator in the harness (an RSA-2048 chain made \
-         for the run, shaped like DynamoDB's: leaf, intermediate, root), which it trusts \
-         through its normal trust-store configuration, `SSL_CERT_FILE` (the machine's CA \
-         bundle plus the throwaway root, so the client parses as many roots at init as on \
-         Lambda); then also under the CPU share Lambda gives a function of that memory size, \
-         through a cgroup quota, from the first instruction (the harness execs the function \
-         inside the cgroup). AWS does not document the CPU of the init phase: the share applies \
-         to init and invocations alike, the pessimistic reading. A process that has used its \
-         quota waits for the next period (the kernel's 100 ms), so figures under a share \
+         function reaches it through a TLS terminator in the harness (an RSA-2048 chain made for \
+         the run, shaped like DynamoDB's: leaf, intermediate, root), which it trusts through \
+         `SSL_CERT_FILE`, the variable that replaces the functions' built-in roots (the Amazon \
+         Trust Services roots plus the throwaway root, so the client parses the roots it parses \
+         on Lambda, plus one); then also under the CPU share Lambda gives a function of that \
+         memory size, through a cgroup quota, from the first instruction (the harness execs the \
+         function inside the cgroup). AWS does not document the CPU of the init phase: the share \
+         applies to init and invocations alike, the pessimistic reading. A process that has used \
+         its quota waits for the next period (the kernel's 100 ms), so figures under a share \
          cluster near the period's multiples: the spreads below are that, not noise. Init \
-         includes the \
-         first DynamoDB call (predict's JWKS `GetItem`, token's `DescribeTable`), which opens \
-         the connection; the first invocation then reuses it.\n"
+         includes the first DynamoDB call (predict's JWKS `GetItem`, token's `DescribeTable`), \
+         which opens the connection; the first invocation then reuses it.\n"
     );
     let mut notes: Vec<String> = Vec::new();
     let _ = writeln!(
