@@ -304,5 +304,10 @@ where
             Ok::<_, std::convert::Infallible>(event::encode(origin, response))
         }
     });
-    lambda_http::lambda_runtime::run_concurrent(service).await
+    // The loop runs as a task, not as `block_on`'s own future: on a current-thread runtime,
+    // waking that future always goes through the I/O driver (an eventfd write, then an extra
+    // `epoll_wait`), while waking a task only queues it.
+    tokio::spawn(lambda_http::lambda_runtime::run_concurrent(service))
+        .await
+        .unwrap_or_else(|join| Err(join.into()))
 }
