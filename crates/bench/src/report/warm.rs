@@ -234,8 +234,8 @@ fn decomposition(out: &mut String, w: &Warm, handler: &Summary) {
         "\nWhere the predict invocation's p50 of {} goes (differences of medians, so \
          approximate): the DynamoDB round trip (the floor) {}; inside the handler but \
          outside that round trip (token check, validation, inference, logging, the SDK's \
-         own request pipeline) {}; outside the handler (the Runtime API exchange, \
-         `lambda_http`'s event and response conversion) {}.",
+         own request pipeline) {}; outside the handler (the Runtime API exchange, the \
+         frame's event decode and response encode) {}.",
         ms(inv),
         ms(floor),
         ms((handler - floor).max(0.0)),
