@@ -90,6 +90,12 @@ pub struct Warm {
     pub runtime_null_ms: Option<Summary>,
     /// Per-iteration ratio function / floor (paired samples), summarised.
     pub paired_ratio: Summary,
+    /// The same, of the iterations that made the floor calls right after the invocation.
+    #[serde(default)]
+    pub paired_ratio_floor_after: Option<Summary>,
+    /// The same, of the iterations that made the floor calls right before the invocation.
+    #[serde(default)]
+    pub paired_ratio_floor_before: Option<Summary>,
     /// Mean of `ceil(duration)`: what Lambda bills per warm invocation, ms.
     pub billed_ms_mean: f64,
     pub peak_rss_kib: u64,

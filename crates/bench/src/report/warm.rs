@@ -141,10 +141,14 @@ fn details(predict: &Warm, token: Option<&Warm>) -> String {
     let _ = writeln!(
         out,
         "One long-lived process per function; every request from a new source IP, so each is \
-         admitted with one FRESH write. In the same loop, right after each invocation, the \
-         harness makes the same DynamoDB calls itself with a client built as the functions build \
-         theirs (`Aws::load`): that is the floor. The predict loop also invokes `GET /health` on \
-         the same process and the null function.\n"
+         admitted with one FRESH write. In the same loop, next to each invocation, the harness \
+         makes the same DynamoDB calls itself with a client built as the functions build theirs \
+         (`Aws::load`): that is the floor. The floor calls come right after the invocation in \
+         even iterations and right before it in odd ones: DynamoDB Local answers a call that \
+         closely follows another faster than one that follows a pause, so a fixed order would \
+         favour whichever side always came second (the paired ratio of each order is in the \
+         table). The predict loop also invokes `GET /health` on the same process and the null \
+         function.\n"
     );
     let _ = writeln!(out, "| series | min | p10 | p50 | p90 | p99 | max | mean |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
@@ -194,6 +198,24 @@ fn series_rows(out: &mut String, w: &Warm) {
         format!("{}: paired ratio invocation / floor", w.function),
         &w.paired_ratio,
     );
+    if let Some(r) = &w.paired_ratio_floor_after {
+        series(
+            format!(
+                "{}: the same, floor calls right after the invocation",
+                w.function
+            ),
+            r,
+        );
+    }
+    if let Some(r) = &w.paired_ratio_floor_before {
+        series(
+            format!(
+                "{}: the same, floor calls right before the invocation",
+                w.function
+            ),
+            r,
+        );
+    }
     if let Some(f) = &w.sdk_floor_ms {
         series(
             "the same SDK call against an endpoint that answers at once, ms".to_owned(),
