@@ -871,6 +871,54 @@ mod tests {
             body
         }
 
+        /// Events the frame cannot read as sent, decoded as the runtime decodes them: each is
+        /// a small `400 malformed-request` with an access line, and spends no quota.
+        #[tokio::test]
+        async fn unreadable_events_are_400_malformed_request() {
+            use secure_ml_core::frame::event::decode;
+            let h = Harness::new();
+            let token = h.token(&[SCOPE_PREDICT], Tier::Free);
+            let predict = |edit: &dyn Fn(&mut Value)| {
+                let path = format!("{}/../../events/predict.json", env!("CARGO_MANIFEST_DIR"));
+                let text = std::fs::read_to_string(path).unwrap();
+                let mut json: Value =
+                    serde_json::from_str(&text.replace("REPLACE_WITH_ACCESS_TOKEN", &token))
+                        .unwrap();
+                edit(&mut json);
+                json.to_string()
+            };
+            let events = [
+                // A body flagged base64 that is not: lambda_http would panic on it.
+                predict(&|e| {
+                    e["isBase64Encoded"] = true.into();
+                    e["body"] = "{\"data\": [5.1, 3.5, 1.4, 0.2]}".into();
+                }),
+                // A header value the http crate refuses: neither way reads the event.
+                predict(&|e| e["headers"]["x-bad"] = "a\u{1}b".into()),
+                // A method that is not an HTTP token.
+                predict(&|e| e["requestContext"]["http"]["method"] = "PO ST".into()),
+                // Not an API Gateway event at all.
+                r#"{"Records": [{"eventSource": "aws:sqs", "body": "x"}]}"#.to_owned(),
+            ];
+            for payload in &events {
+                let (request, _) = decode(payload, lambda_http::Context::default());
+                let response = h.send(request).await;
+                let size = body_text(&response).len();
+                assert!(size <= 512, "{size} bytes for {payload:.80}");
+                let body = assert_rejected(&h, response, 400, "malformed-request").await;
+                let detail = body["detail"].as_str().unwrap();
+                assert!(
+                    ["base64", "not an API Gateway request"]
+                        .iter()
+                        .any(|why| detail.contains(why)),
+                    "{detail}"
+                );
+            }
+            let lines = secure_ml_core::testing::access_lines(&h.log);
+            assert_eq!(lines.len(), events.len());
+            assert!(lines.iter().all(|l| l["status"] == 400), "{lines:?}");
+        }
+
         #[tokio::test]
         async fn empty_non_json_and_syntax_errors_are_400() {
             let h = Harness::new();
